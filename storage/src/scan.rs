@@ -1,0 +1,646 @@
+//! Reading: snapshots, scans, partitions.
+//!
+//! A [`Snapshot`] pins one [`Version`] of the store; it stays consistent while
+//! appends, flushes and compactions go on, and keeps the segment files it
+//! needs alive. [`TableSnapshot::scan`] plans a scan: it prunes segments by
+//! their zone maps, selects rows through bitmap indexes and returns one
+//! [`ScanPartition`] per segment (in memory or on disk), each an independent
+//! iterator of Arrow batches that can run on its own thread.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow::compute::{filter_record_batch, take_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use roaring::RoaringBitmap;
+
+use crate::error::{Error, Result};
+use crate::index::{Selection, select};
+use crate::predicate::Predicate;
+use crate::segment::{Mapped, Segment};
+use crate::table::TableMeta;
+use crate::version::{TableVersion, Version, conform};
+use crate::zonemap::ColumnStats;
+
+/// Name of the optional row-id column: `segment id << 32 | row position`.
+pub const ROW_ID_COLUMN: &str = "__tessera_row_id";
+
+/// Splits a row id into (segment id, row position).
+pub fn split_row_id(row_id: u64) -> (u64, u32) {
+    (row_id >> 32, (row_id & 0xffff_ffff) as u32)
+}
+
+/// A consistent, read-only view of the whole store.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub(crate) version: Arc<Version>,
+}
+
+impl Snapshot {
+    /// The tables, by name.
+    pub fn tables(&self) -> Vec<Arc<TableMeta>> {
+        self.version
+            .tables
+            .values()
+            .map(|t| Arc::clone(&t.meta))
+            .collect()
+    }
+
+    /// One table.
+    pub fn table(&self, name: &str) -> Result<TableSnapshot> {
+        self.version
+            .tables
+            .get(name)
+            .map(|t| TableSnapshot {
+                table: Arc::clone(t),
+            })
+            .ok_or_else(|| Error::TableNotFound(name.to_string()))
+    }
+
+    /// The catalog bytes the layers above stored with
+    /// [`Store::set_catalog`](crate::Store::set_catalog).
+    pub fn catalog(&self) -> &[u8] {
+        &self.version.catalog
+    }
+
+    /// The manifest version this snapshot was taken after.
+    pub fn manifest_version(&self) -> u64 {
+        self.version.manifest_version
+    }
+}
+
+/// Whole-table statistics for a query optimizer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableStats {
+    /// Live rows.
+    pub rows: u64,
+    /// Per column (in schema order), merged over segments; bounds are `None`
+    /// when any part of the table is not covered by a zone map.
+    pub columns: Vec<ColumnStats>,
+}
+
+/// One table as of a snapshot.
+#[derive(Debug, Clone)]
+pub struct TableSnapshot {
+    table: Arc<TableVersion>,
+}
+
+/// What to scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Column names to return, in order; `None` for all.
+    pub projection: Option<Vec<String>>,
+    /// Rows to consider; see `filter`.
+    pub predicate: Option<Predicate>,
+    /// Skip segments whose zone maps rule the predicate out.
+    pub use_zone_maps: bool,
+    /// Select rows through bitmap indexes.
+    pub use_indexes: bool,
+    /// Return only rows where the predicate is TRUE. Without it the scan may
+    /// return extra rows (those pruning could not exclude) and the caller filters.
+    pub filter: bool,
+    /// Stop each partition after this many rows.
+    pub limit: Option<usize>,
+    /// Append the [`ROW_ID_COLUMN`].
+    pub row_ids: bool,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        Self {
+            projection: None,
+            predicate: None,
+            use_zone_maps: true,
+            use_indexes: true,
+            filter: true,
+            limit: None,
+            row_ids: false,
+        }
+    }
+}
+
+/// What planning a scan decided, for `EXPLAIN`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanReport {
+    /// Segments (on disk and in memory) in the table.
+    pub segments_total: usize,
+    /// Ids of segments skipped by their zone maps.
+    pub segments_pruned: Vec<u64>,
+    /// Per segment read through indexes: id, indexed columns used, rows selected.
+    pub index_lookups: Vec<(u64, Vec<String>, u64)>,
+    /// Whether every scanned segment answered the predicate exactly from indexes.
+    pub exact: bool,
+}
+
+/// A planned scan: independent partitions plus the plan report.
+#[derive(Debug)]
+pub struct TableScan {
+    /// The output schema.
+    pub schema: SchemaRef,
+    /// One per segment that survived pruning.
+    pub partitions: Vec<ScanPartition>,
+    /// What pruning and indexes did.
+    pub report: ScanReport,
+}
+
+impl TableScan {
+    /// Runs every partition in turn and collects the batches.
+    pub fn collect(self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for p in self.partitions {
+            for b in p.into_iter() {
+                out.push(b?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug)]
+enum Source {
+    Disk(Arc<Segment>),
+    Memory { id: u64, batches: Vec<RecordBatch> },
+}
+
+/// The scan of one segment: an iterator of batches.
+#[derive(Debug)]
+pub struct ScanPartition {
+    source: Source,
+    deletes: Arc<RoaringBitmap>,
+    selection: Selection,
+    table_schema: SchemaRef,
+    /// Columns decoded: output columns plus those the filter needs.
+    read: Vec<String>,
+    /// Positions in `read` of the output columns.
+    output: Vec<usize>,
+    schema: SchemaRef,
+    predicate: Option<Predicate>,
+    row_ids: bool,
+    limit: Option<usize>,
+}
+
+impl ScanPartition {
+    /// The segment id.
+    pub fn segment_id(&self) -> u64 {
+        match &self.source {
+            Source::Disk(s) => s.id(),
+            Source::Memory { id, .. } => *id,
+        }
+    }
+
+    /// Whether the partition reads an in-memory segment.
+    pub fn in_memory(&self) -> bool {
+        matches!(self.source, Source::Memory { .. })
+    }
+}
+
+impl TableSnapshot {
+    pub(crate) fn from_version(table: Arc<TableVersion>) -> Self {
+        Self { table }
+    }
+
+    /// The table's metadata.
+    pub fn meta(&self) -> &TableMeta {
+        &self.table.meta
+    }
+
+    /// The table's schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.table.meta.schema)
+    }
+
+    /// Live rows.
+    pub fn row_count(&self) -> u64 {
+        self.table.live_rows()
+    }
+
+    /// Number of segments on disk and in memory.
+    pub fn segment_count(&self) -> (usize, usize) {
+        (self.table.segments.len(), self.table.memory.len())
+    }
+
+    /// Whole-table statistics (bounds include deleted rows: still valid bounds).
+    pub fn statistics(&self) -> TableStats {
+        let schema = &self.table.meta.schema;
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for f in schema.fields() {
+            let mut acc = ColumnStats::default();
+            let mut known = self.table.memory.iter().all(|m| m.rows == 0);
+            let mut first = true;
+            for s in &self.table.segments {
+                match s.seg.stats(f.name()) {
+                    Some(st) => {
+                        acc.null_count += st.null_count;
+                        acc.row_count += st.row_count;
+                        if first {
+                            acc.min = st.min;
+                            acc.max = st.max;
+                            first = false;
+                        } else {
+                            acc.min = merge(acc.min, st.min, std::cmp::Ordering::Less);
+                            acc.max = merge(acc.max, st.max, std::cmp::Ordering::Greater);
+                        }
+                    }
+                    None => known = false,
+                }
+            }
+            if !known || first {
+                acc.min = None;
+                acc.max = None;
+            }
+            columns.push(acc);
+        }
+        TableStats {
+            rows: self.row_count(),
+            columns,
+        }
+    }
+
+    /// Plans a scan.
+    pub fn scan(&self, opts: &ScanOptions) -> Result<TableScan> {
+        let meta = &self.table.meta;
+        let schema = &meta.schema;
+        let out_cols: Vec<String> = match &opts.projection {
+            Some(p) => p.clone(),
+            None => schema.fields().iter().map(|f| f.name().clone()).collect(),
+        };
+        let mut read = out_cols.clone();
+        for name in &out_cols {
+            if schema.index_of(name).is_err() {
+                return Err(Error::ColumnNotFound {
+                    table: meta.name.clone(),
+                    column: name.clone(),
+                });
+            }
+        }
+        if let Some(p) = &opts.predicate {
+            for c in p.columns() {
+                if schema.index_of(c).is_err() {
+                    return Err(Error::ColumnNotFound {
+                        table: meta.name.clone(),
+                        column: c.to_string(),
+                    });
+                }
+                if opts.filter && !read.iter().any(|r| r == c) {
+                    read.push(c.to_string());
+                }
+            }
+        }
+        let output: Vec<usize> = (0..out_cols.len()).collect();
+        let mut fields: Vec<Field> = out_cols
+            .iter()
+            .filter_map(|n| schema.field_with_name(n).ok().cloned())
+            .collect();
+        if opts.row_ids {
+            fields.push(Field::new(ROW_ID_COLUMN, DataType::UInt64, false));
+        }
+        let out_schema = Arc::new(Schema::new(fields));
+
+        let mut report = ScanReport {
+            segments_total: self.table.segments.len() + self.table.memory.len(),
+            exact: true,
+            ..Default::default()
+        };
+        let mut partitions = Vec::new();
+        let part = |source, deletes, selection| ScanPartition {
+            source,
+            deletes,
+            selection,
+            table_schema: Arc::clone(schema),
+            read: read.clone(),
+            output: output.clone(),
+            schema: Arc::clone(&out_schema),
+            predicate: opts.predicate.clone().filter(|_| opts.filter),
+            row_ids: opts.row_ids,
+            limit: opts.limit,
+        };
+        for s in &self.table.segments {
+            let seg = &s.seg;
+            if let Some(p) = &opts.predicate
+                && opts.use_zone_maps
+                && !p.may_match(&|c| seg.stats(c))
+            {
+                report.segments_pruned.push(seg.id());
+                continue;
+            }
+            let selection = match &opts.predicate {
+                Some(p) if opts.use_indexes => {
+                    let mut loaded = std::collections::HashMap::new();
+                    for c in p.columns() {
+                        if let Some(ix) = seg.index(c)? {
+                            loaded.insert(c.to_string(), ix);
+                        }
+                    }
+                    let mut used = Vec::new();
+                    let rows = u32::try_from(seg.rows()).map_err(|_| {
+                        Error::corrupt(seg.path(), "segment has more than 2^32 rows")
+                    })?;
+                    let sel = select(p, rows, &|c| loaded.get(c).map(Arc::clone), &mut used);
+                    if !used.is_empty() {
+                        let n = sel.rows().map_or(seg.rows(), |r| r.len());
+                        report.index_lookups.push((seg.id(), used, n));
+                    }
+                    sel
+                }
+                _ => Selection::All,
+            };
+            if opts.predicate.is_some() && !selection.is_exact() {
+                report.exact = false;
+            }
+            if selection.rows().is_some_and(|r| r.is_empty()) {
+                report.segments_pruned.push(seg.id());
+                continue;
+            }
+            partitions.push(part(
+                Source::Disk(Arc::clone(seg)),
+                Arc::clone(&s.deletes),
+                selection,
+            ));
+        }
+        for m in &self.table.memory {
+            if m.rows == 0 {
+                continue;
+            }
+            if opts.predicate.is_some() {
+                report.exact = false;
+            }
+            partitions.push(part(
+                Source::Memory {
+                    id: m.id,
+                    batches: m.batches.clone(),
+                },
+                Arc::clone(&m.deletes),
+                Selection::All,
+            ));
+        }
+        if opts.predicate.is_none() {
+            report.exact = false;
+        }
+        Ok(TableScan {
+            schema: out_schema,
+            partitions,
+            report,
+        })
+    }
+}
+
+fn merge(
+    a: Option<crate::Value>,
+    b: Option<crate::Value>,
+    keep: std::cmp::Ordering,
+) -> Option<crate::Value> {
+    match (a, b) {
+        (Some(a), Some(b)) => match b.compare(&a) {
+            Some(o) if o == keep => Some(b),
+            Some(_) => Some(a),
+            None => None,
+        },
+        _ => None,
+    }
+}
+
+impl IntoIterator for ScanPartition {
+    type Item = Result<RecordBatch>;
+    type IntoIter = PartitionIter;
+
+    fn into_iter(self) -> PartitionIter {
+        let done = self.limit == Some(0);
+        PartitionIter {
+            part: self,
+            next: 0,
+            starts: None,
+            mapped: None,
+            emitted: 0,
+            done,
+        }
+    }
+}
+
+/// Iterator over the batches of one [`ScanPartition`].
+#[derive(Debug)]
+pub struct PartitionIter {
+    part: ScanPartition,
+    next: usize,
+    starts: Option<Vec<u64>>,
+    mapped: Option<Arc<Mapped>>,
+    emitted: usize,
+    done: bool,
+}
+
+impl PartitionIter {
+    fn starts(&mut self) -> &[u64] {
+        if self.starts.is_none() {
+            let s = match &self.part.source {
+                Source::Disk(seg) => seg.batch_starts(),
+                Source::Memory { batches, .. } => {
+                    let mut acc = 0;
+                    let mut v = vec![0];
+                    for b in batches {
+                        acc += b.num_rows() as u64;
+                        v.push(acc);
+                    }
+                    v
+                }
+            };
+            self.starts = Some(s);
+        }
+        self.starts.as_deref().unwrap_or(&[])
+    }
+
+    /// Produces the next non-empty batch, or `None` at the end.
+    fn step(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let starts = self.starts().to_vec();
+            let i = self.next;
+            if i + 1 >= starts.len() {
+                self.done = true;
+                return Ok(None);
+            }
+            self.next += 1;
+            let (lo, hi) = (starts[i], starts[i + 1]);
+            let Some(keep) = self.keep(lo, hi) else {
+                continue;
+            };
+            let batch = self.decode(i)?;
+            let (batch, positions) = match keep {
+                Keep::All => (batch, None),
+                Keep::Rows(rows) => {
+                    let local: Vec<u32> = rows.iter().map(|r| r - lo as u32).collect();
+                    let b = pick(&batch, &local)?;
+                    (b, Some(rows))
+                }
+            };
+            let (batch, positions) = self.apply_filter(batch, positions, lo)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let mut out = self.finish(batch, positions.as_ref(), lo)?;
+            if let Some(limit) = self.part.limit {
+                let left = limit - self.emitted;
+                if out.num_rows() >= left {
+                    out = out.slice(0, left);
+                    self.done = true;
+                }
+            }
+            self.emitted += out.num_rows();
+            return Ok(Some(out));
+        }
+    }
+
+    /// Which rows of `[lo, hi)` to read, or `None` when none.
+    fn keep(&self, lo: u64, hi: u64) -> Option<Keep> {
+        let (lo32, hi32) = (lo as u32, hi as u32);
+        let deleted = self.part.deletes.range_cardinality(lo32..hi32);
+        match self.part.selection.rows() {
+            None if deleted == 0 => Some(Keep::All),
+            None => {
+                let mut r = RoaringBitmap::new();
+                r.insert_range(lo32..hi32);
+                r -= self.part.deletes.as_ref();
+                (!r.is_empty()).then_some(Keep::Rows(r))
+            }
+            Some(sel) => {
+                let n = sel.range_cardinality(lo32..hi32);
+                if n == 0 {
+                    return None;
+                }
+                if n == hi - lo && deleted == 0 {
+                    return Some(Keep::All);
+                }
+                let mut r = RoaringBitmap::new();
+                r.insert_range(lo32..hi32);
+                r &= sel;
+                r -= self.part.deletes.as_ref();
+                (!r.is_empty()).then_some(Keep::Rows(r))
+            }
+        }
+    }
+
+    /// Decodes batch `i` with the `read` columns, conformed to the table schema.
+    fn decode(&mut self, i: usize) -> Result<RecordBatch> {
+        let names: Vec<&str> = self.part.read.iter().map(String::as_str).collect();
+        let fields: Vec<Field> = names
+            .iter()
+            .filter_map(|n| self.part.table_schema.field_with_name(n).ok().cloned())
+            .collect();
+        let target = Arc::new(Schema::new(fields));
+        match &self.part.source {
+            Source::Memory { batches, .. } => {
+                let b = batches
+                    .get(i)
+                    .ok_or_else(|| Error::InvalidInput(format!("no batch {i}")))?;
+                conform(b, &target)
+            }
+            Source::Disk(seg) => {
+                if self.mapped.is_none() {
+                    self.mapped = Some(seg.mapped()?);
+                }
+                let mapped = self.mapped.as_ref().map(Arc::clone).ok_or(Error::Closed)?;
+                let positions: Vec<usize> = seg.positions(&names).into_iter().flatten().collect();
+                let batch = seg.read_batch(&mapped, i, &positions)?;
+                let rows = batch.num_rows();
+                let b = conform(&batch, &target)?;
+                if b.num_rows() != rows {
+                    return Err(Error::corrupt(seg.path(), "batch row count changed"));
+                }
+                Ok(b)
+            }
+        }
+    }
+
+    fn apply_filter(
+        &self,
+        batch: RecordBatch,
+        positions: Option<RoaringBitmap>,
+        lo: u64,
+    ) -> Result<(RecordBatch, Option<RoaringBitmap>)> {
+        let Some(pred) = &self.part.predicate else {
+            return Ok((batch, positions));
+        };
+        if self.part.selection.is_exact() {
+            return Ok((batch, positions));
+        }
+        let mask = pred.evaluate(&batch)?;
+        let filtered = filter_record_batch(&batch, &mask)
+            .map_err(|e| Error::InvalidInput(format!("cannot filter: {e}")))?;
+        if !self.part.row_ids {
+            return Ok((filtered, None));
+        }
+        let all: Vec<u32> = match &positions {
+            Some(p) => p.iter().collect(),
+            None => (lo as u32..lo as u32 + batch.num_rows() as u32).collect(),
+        };
+        let kept: RoaringBitmap = all
+            .into_iter()
+            .zip(mask.iter())
+            .filter_map(|(r, m)| (m == Some(true)).then_some(r))
+            .collect();
+        Ok((filtered, Some(kept)))
+    }
+
+    fn finish(
+        &self,
+        batch: RecordBatch,
+        positions: Option<&RoaringBitmap>,
+        lo: u64,
+    ) -> Result<RecordBatch> {
+        let mut cols: Vec<ArrayRef> = self
+            .part
+            .output
+            .iter()
+            .map(|i| Arc::clone(batch.column(*i)))
+            .collect();
+        if self.part.row_ids {
+            let seg = self.part.segment_id() << 32;
+            let ids: UInt64Array = match positions {
+                Some(p) => p.iter().map(|r| seg | u64::from(r)).collect(),
+                None => (lo..lo + batch.num_rows() as u64)
+                    .map(|r| seg | r)
+                    .collect(),
+            };
+            cols.push(Arc::new(ids));
+        }
+        let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        RecordBatch::try_new_with_options(Arc::clone(&self.part.schema), cols, &opts)
+            .map_err(|e| Error::InvalidInput(format!("cannot build scan output: {e}")))
+    }
+}
+
+enum Keep {
+    All,
+    Rows(RoaringBitmap),
+}
+
+/// Selects rows by local position: `take` when sparse, a mask when dense.
+fn pick(batch: &RecordBatch, local: &[u32]) -> Result<RecordBatch> {
+    let err = |e: arrow::error::ArrowError| Error::InvalidInput(format!("cannot select rows: {e}"));
+    if local.len() * 8 < batch.num_rows() {
+        take_record_batch(batch, &UInt32Array::from(local.to_vec())).map_err(err)
+    } else {
+        let mut mask = vec![false; batch.num_rows()];
+        for &r in local {
+            if let Some(m) = mask.get_mut(r as usize) {
+                *m = true;
+            }
+        }
+        filter_record_batch(batch, &BooleanArray::from(mask)).map_err(err)
+    }
+}
+
+impl Iterator for PartitionIter {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        match self.step() {
+            Ok(Some(b)) => Some(Ok(b)),
+            Ok(None) => None,
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

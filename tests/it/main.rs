@@ -1,0 +1,5 @@
+//! Tessera's integration tests: one binary, one module per topic.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod storage;

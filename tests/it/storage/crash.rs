@@ -1,0 +1,95 @@
+//! Crash test: a child process appends batches of known content and reports
+//! each acknowledged one; the parent kills it with SIGKILL at random moments,
+//! reopens, and checks that every acknowledged batch is present whole, that
+//! no batch is present in part, and that `verify` finds nothing wrong.
+//!
+//! `TESSERA_CRASH_ITERATIONS` sets the number of kills (default 50).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tessera_storage::Store;
+use tessera_tests::{BATCH_ROWS, batch_counts};
+
+#[test]
+fn acknowledged_batches_survive_sigkill() {
+    let iterations: usize = std::env::var("TESSERA_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut rng = StdRng::seed_from_u64(0x7e55e7a);
+    let mut acked_total = std::collections::BTreeSet::new();
+    let mut next = 0i64;
+    for it in 0..iterations {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crash-child"))
+            .arg(&db)
+            .arg(next.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        // Wait until the child has opened the database, then let it run.
+        let start = Instant::now();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(l) if l == "ready" => break,
+                Ok(_) => {}
+                Err(e) => panic!("iteration {it}: child did not start: {e}"),
+            }
+            assert!(start.elapsed() < Duration::from_secs(60));
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(1..120)));
+        // SIGKILL: no destructor, no flush, no goodbye.
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        reader.join().unwrap();
+        let acked: Vec<i64> = rx
+            .try_iter()
+            .filter_map(|l| l.strip_prefix("ack ").and_then(|n| n.parse().ok()))
+            .collect();
+        acked_total.extend(acked.iter().copied());
+
+        let store =
+            Store::open(&db).unwrap_or_else(|e| panic!("iteration {it}: reopen failed: {e}"));
+        let counts = batch_counts(&store, "log");
+        for k in &acked_total {
+            assert_eq!(
+                counts.get(k),
+                Some(&BATCH_ROWS),
+                "iteration {it}: acknowledged batch {k} is missing or partial"
+            );
+        }
+        for (k, n) in &counts {
+            assert_eq!(
+                *n, BATCH_ROWS,
+                "iteration {it}: batch {k} is present in part ({n} rows)"
+            );
+        }
+        let report = store.verify().unwrap();
+        assert!(
+            report.is_ok(),
+            "iteration {it}: verify found {:?}",
+            report.problems
+        );
+        next = counts.keys().next_back().map_or(0, |k| k + 1).max(next);
+    }
+    assert!(
+        acked_total.len() > iterations,
+        "the children acknowledged work ({} batches)",
+        acked_total.len()
+    );
+}
