@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::reader::FileDecoder;
 use roaring::RoaringBitmap;
 
 use crate::error::{Error, Result};
@@ -410,6 +411,7 @@ impl IntoIterator for ScanPartition {
             next: 0,
             starts: None,
             mapped: None,
+            decoder: None,
             emitted: 0,
             done,
         }
@@ -423,6 +425,7 @@ pub struct PartitionIter {
     next: usize,
     starts: Option<Vec<u64>>,
     mapped: Option<Arc<Mapped>>,
+    decoder: Option<FileDecoder>,
     emitted: usize,
     done: bool,
 }
@@ -539,8 +542,13 @@ impl PartitionIter {
                     self.mapped = Some(seg.mapped()?);
                 }
                 let mapped = self.mapped.as_ref().map(Arc::clone).ok_or(Error::Closed)?;
-                let positions: Vec<usize> = seg.positions(&names).into_iter().flatten().collect();
-                let batch = seg.read_batch(&mapped, i, &positions)?;
+                if self.decoder.is_none() {
+                    let positions: Vec<usize> =
+                        seg.positions(&names).into_iter().flatten().collect();
+                    self.decoder = Some(seg.decoder(&mapped, &positions)?);
+                }
+                let decoder = self.decoder.as_ref().ok_or(Error::Closed)?;
+                let batch = seg.read_batch(decoder, &mapped, i)?;
                 let rows = batch.num_rows();
                 let b = conform(&batch, &target)?;
                 if b.num_rows() != rows {

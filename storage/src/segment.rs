@@ -493,24 +493,32 @@ impl Segment {
         Ok(m)
     }
 
-    /// Decodes record batch `i` with the given physical column projection,
-    /// casting dictionary-encoded columns back to their logical type.
-    pub(crate) fn read_batch(
-        &self,
-        mapped: &Mapped,
-        i: usize,
-        projection: &[usize],
-    ) -> Result<RecordBatch> {
-        let corrupt = |e: arrow::error::ArrowError| {
-            Error::corrupt(&self.path, format!("cannot decode batch {i}: {e}"))
-        };
+    /// A decoder for the given physical column projection, with the
+    /// dictionaries it needs already read; reused for every batch of a scan.
+    pub(crate) fn decoder(&self, mapped: &Mapped, projection: &[usize]) -> Result<FileDecoder> {
         let mut decoder = FileDecoder::new(Arc::clone(&mapped.schema), mapped.version)
             .with_projection(projection.to_vec());
         for block in &mapped.dictionaries {
             decoder
                 .read_dictionary(block, &mapped.block(block, &self.path)?)
-                .map_err(corrupt)?;
+                .map_err(|e| {
+                    Error::corrupt(&self.path, format!("cannot decode a dictionary: {e}"))
+                })?;
         }
+        Ok(decoder)
+    }
+
+    /// Decodes record batch `i`, casting dictionary-encoded columns back to
+    /// their logical type.
+    pub(crate) fn read_batch(
+        &self,
+        decoder: &FileDecoder,
+        mapped: &Mapped,
+        i: usize,
+    ) -> Result<RecordBatch> {
+        let corrupt = |e: arrow::error::ArrowError| {
+            Error::corrupt(&self.path, format!("cannot decode batch {i}: {e}"))
+        };
         let block = mapped
             .batches
             .get(i)
@@ -544,7 +552,9 @@ impl Segment {
                 fields.push(f.as_ref().clone());
             }
         }
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(corrupt)
+        let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), cols, &opts)
+            .map_err(corrupt)
     }
 
     /// Row offset of each batch, plus the total at the end.

@@ -241,6 +241,9 @@ impl Store {
         validate_schema(name, &schema, &options)?;
         let sh = self.shared();
         let _m = sh.mutation.lock();
+        if self.snapshot().table(name).is_ok() {
+            return Err(Error::TableExists(name.to_string()));
+        }
         let mut created = None;
         sh.checkpoint_locked(|plan, next_table_id| {
             if plan.tables.contains_key(name) {
@@ -324,6 +327,13 @@ impl Store {
         let sh = self.shared();
         {
             let _m = sh.mutation.lock();
+            let snap = self.snapshot().table(table)?;
+            snap.schema()
+                .field_with_name(column)
+                .map_err(|_| Error::ColumnNotFound {
+                    table: table.to_string(),
+                    column: column.to_string(),
+                })?;
             sh.checkpoint_locked(|plan, _| {
                 let t = plan.tables.get_mut(table).ok_or_else(|| Error::TableNotFound(table.to_string()))?;
                 let field = t.meta.schema.field_with_name(column).map_err(|_| Error::ColumnNotFound {
@@ -430,7 +440,16 @@ impl Store {
         let sh = self.shared();
         let _m = sh.mutation.lock();
         let persisted = sh.persisted.lock().manifest_version;
-        verify::verify(&sh.vfs, &sh.dir, persisted)
+        // The log is read while no commit is being written to it, so the
+        // tail a leader is appending is not mistaken for damage.
+        let pause_commits = |read_log: &mut dyn FnMut()| {
+            let mut c = sh.commit.lock();
+            while c.leader {
+                sh.commit_cv.wait(&mut c);
+            }
+            read_log();
+        };
+        verify::verify(&sh.vfs, &sh.dir, persisted, &pause_commits)
     }
 
     /// The error of the last failed background flush or compaction, if any.
@@ -446,7 +465,11 @@ impl Store {
                 let _ = tx.send(Msg::Flush);
             }
             None => {
-                let _m = sh.mutation.lock();
+                // Busy: whoever holds it (a WriteGuard, a compaction) flushes
+                // when it lets go, or the next append does.
+                let Some(_m) = sh.mutation.try_lock() else {
+                    return;
+                };
                 if sh.needs_flush()
                     && let Err(e) = sh.checkpoint_locked(|_, _| Ok(()))
                 {
@@ -1256,35 +1279,51 @@ impl Shared {
         force: bool,
         all: bool,
     ) -> Result<CompactionReport> {
+        let wanted = |t: &TableVersion| -> Vec<SegmentView> {
+            let target = self.opts.target_segment_rows.max(1);
+            let small = t
+                .segments
+                .iter()
+                .filter(|s| (s.seg.rows() as usize) < target / 2)
+                .count();
+            let merge_small = if force {
+                small >= 2
+            } else {
+                small >= self.opts.compaction_min_small_segments
+            };
+            t.segments
+                .iter()
+                .filter(|s| {
+                    let ratio = s.deletes.len() as f64 / s.seg.rows().max(1) as f64;
+                    all || (merge_small && (s.seg.rows() as usize) < target / 2)
+                        || (force && !s.deletes.is_empty())
+                        || (!s.deletes.is_empty() && ratio >= self.opts.compaction_delete_ratio)
+                })
+                .cloned()
+                .collect()
+        };
+        let applies = |name: &str| only.is_none_or(|o| o == name);
+        if !force {
+            // Background: only act (and flush) when some table needs it.
+            let v = Arc::clone(&self.version.read());
+            if !v
+                .tables
+                .iter()
+                .any(|(n, t)| applies(n) && !wanted(t).is_empty())
+            {
+                return Ok(CompactionReport::default());
+            }
+        }
         self.checkpoint_locked(|_, _| Ok(()))?;
         let base = Arc::clone(&self.version.read());
         let target = self.opts.target_segment_rows.max(1);
         let mut report = CompactionReport::default();
         let mut replaced: HashMap<String, (Vec<u64>, Vec<SegmentView>)> = HashMap::new();
         for (name, t) in &base.tables {
-            if only.is_some_and(|o| o != name) {
+            if !applies(name) {
                 continue;
             }
-            let small: Vec<&SegmentView> = t
-                .segments
-                .iter()
-                .filter(|s| (s.seg.rows() as usize) < target / 2)
-                .collect();
-            let merge_small = if force {
-                small.len() >= 2
-            } else {
-                small.len() >= self.opts.compaction_min_small_segments
-            };
-            let victims: Vec<&SegmentView> = t
-                .segments
-                .iter()
-                .filter(|s| {
-                    let ratio = s.deletes.len() as f64 / s.seg.rows().max(1) as f64;
-                    all || (merge_small && (s.seg.rows() as usize) < target / 2)
-                        || (force && !s.deletes.is_empty())
-                        || ratio >= self.opts.compaction_delete_ratio
-                })
-                .collect();
+            let victims = wanted(t);
             if victims.is_empty() {
                 continue;
             }

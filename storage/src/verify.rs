@@ -65,7 +65,13 @@ impl VerifyReport {
 }
 
 /// Verifies the store in `dir`, whose live manifest is `expected_version`.
-pub fn verify(vfs_arc: &Arc<dyn Vfs>, dir: &Path, expected_version: u64) -> Result<VerifyReport> {
+/// `pause_commits` runs its argument while no commit writes to the log.
+pub(crate) fn verify(
+    vfs_arc: &Arc<dyn Vfs>,
+    dir: &Path,
+    expected_version: u64,
+    pause_commits: &dyn Fn(&mut dyn FnMut()),
+) -> Result<VerifyReport> {
     let vfs = vfs_arc.as_ref();
     let mut r = VerifyReport::default();
     let m = match manifest::load_current(vfs, dir) {
@@ -99,7 +105,9 @@ pub fn verify(vfs_arc: &Arc<dyn Vfs>, dir: &Path, expected_version: u64) -> Resu
     ]
     .into();
     check_segments(vfs_arc, dir, &m, &mut r, &mut referenced);
-    check_wal(vfs, dir, &m, &mut r, &mut referenced)?;
+    let mut wal_result = Ok(());
+    pause_commits(&mut || wal_result = check_wal(vfs, dir, &m, &mut r, &mut referenced));
+    wal_result?;
     for name in vfs.list(dir)? {
         if !referenced.contains(&name) {
             r.orphans.push(dir.join(name));
@@ -184,9 +192,10 @@ fn check_segment(
     }
     let mapped = seg.mapped()?;
     let all: Vec<usize> = (0..seg.meta().columns.len()).collect();
+    let decoder = seg.decoder(&mapped, &all)?;
     let mut batches = Vec::new();
     for i in 0..seg.meta().batch_rows.len() {
-        batches.push(seg.read_batch(&mapped, i, &all)?);
+        batches.push(seg.read_batch(&decoder, &mapped, i)?);
     }
     let schema = batches
         .first()

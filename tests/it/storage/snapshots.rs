@@ -104,9 +104,14 @@ fn concurrent_appends_all_land_and_readers_never_see_a_partial_batch() {
     let reader = {
         let store = store.clone();
         std::thread::spawn(move || {
-            for _ in 0..30 {
+            for i in 0..30 {
                 for (k, n) in batch_counts(&store, "log") {
                     assert_eq!(n, BATCH_ROWS, "batch {k} seen in part");
+                }
+                if i % 10 == 0 {
+                    // verify reads the live log: a commit being written is not damage.
+                    let report = store.verify().unwrap();
+                    assert!(report.is_ok(), "{:?}", report.problems);
                 }
             }
         })
