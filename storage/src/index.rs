@@ -8,13 +8,14 @@
 //! where it is TRUE and the rows where it is UNKNOWN, so `NOT` stays correct
 //! in the presence of NULLs.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, DictionaryArray, Int32Array, StringArray};
 use arrow::compute::cast;
+use arrow::datatypes::Int32Type;
 use arrow::datatypes::{DataType, Int64Type};
+use hashbrown::HashMap;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
@@ -180,6 +181,32 @@ impl ColumnIndex {
             bitmaps,
             nulls,
         })
+    }
+
+    /// The column as a dictionary array built from the index (no hashing):
+    /// values are the sorted keys, each row's code is its key's position.
+    /// `None` unless this is the index of a string column of `len` rows.
+    pub(crate) fn to_dictionary(&self, len: usize) -> Option<ArrayRef> {
+        let IndexKeys::Str(keys) = &self.keys else {
+            return None;
+        };
+        if len != self.rows as usize {
+            return None;
+        }
+        let mut codes: Vec<Option<i32>> = vec![None; len];
+        for (k, bm) in self.bitmaps.iter().enumerate() {
+            let code = i32::try_from(k).ok()?;
+            for row in bm {
+                *codes.get_mut(row as usize)? = Some(code);
+            }
+        }
+        let values = StringArray::from_iter_values(keys.iter());
+        let dict = DictionaryArray::<Int32Type>::try_new(
+            Int32Array::from(codes),
+            std::sync::Arc::new(values),
+        )
+        .ok()?;
+        Some(std::sync::Arc::new(dict))
     }
 
     /// Number of distinct non-null values.

@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow::array::{
+    ArrayRef, BooleanArray, BooleanBufferBuilder, RecordBatch, UInt32Array, UInt64Array,
+};
 use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::FileDecoder;
@@ -25,6 +27,10 @@ use crate::zonemap::ColumnStats;
 
 /// Name of the optional row-id column: `segment id << 32 | row position`.
 pub const ROW_ID_COLUMN: &str = "__tessera_row_id";
+
+/// A selection of more than 1/16 of a segment's rows is applied by
+/// evaluating the predicate instead (see `docs/benchmarks.md`).
+pub const DENSE_SELECTION_DIVISOR: u64 = 16;
 
 /// Splits a row id into (segment id, row position).
 pub fn split_row_id(row_id: u64) -> (u64, u32) {
@@ -169,9 +175,10 @@ pub struct ScanPartition {
     source: Source,
     deletes: Arc<RoaringBitmap>,
     selection: Selection,
-    table_schema: SchemaRef,
     /// Columns decoded: output columns plus those the filter needs.
     read: Vec<String>,
+    /// The schema of `read`, from the table.
+    read_schema: SchemaRef,
     /// Positions in `read` of the output columns.
     output: Vec<usize>,
     schema: SchemaRef,
@@ -288,6 +295,11 @@ impl TableSnapshot {
             }
         }
         let output: Vec<usize> = (0..out_cols.len()).collect();
+        let read_schema = Arc::new(Schema::new(
+            read.iter()
+                .filter_map(|n| schema.field_with_name(n).ok().cloned())
+                .collect::<Vec<_>>(),
+        ));
         let mut fields: Vec<Field> = out_cols
             .iter()
             .filter_map(|n| schema.field_with_name(n).ok().cloned())
@@ -307,8 +319,8 @@ impl TableSnapshot {
             source,
             deletes,
             selection,
-            table_schema: Arc::clone(schema),
             read: read.clone(),
+            read_schema: Arc::clone(&read_schema),
             output: output.clone(),
             schema: Arc::clone(&out_schema),
             predicate: opts.predicate.clone().filter(|_| opts.filter),
@@ -341,7 +353,17 @@ impl TableSnapshot {
                         let n = sel.rows().map_or(seg.rows(), |r| r.len());
                         report.index_lookups.push((seg.id(), used, n));
                     }
-                    sel
+                    // Applying a dense selection row by row costs more than
+                    // evaluating the predicate on every row: then the index
+                    // only answers which segments to skip.
+                    let dense = sel
+                        .rows()
+                        .is_some_and(|r| r.len() * DENSE_SELECTION_DIVISOR > seg.rows());
+                    if dense && opts.filter {
+                        Selection::All
+                    } else {
+                        sel
+                    }
                 }
                 _ => Selection::All,
             };
@@ -412,6 +434,7 @@ impl IntoIterator for ScanPartition {
             starts: None,
             mapped: None,
             decoder: None,
+            complete: false,
             emitted: 0,
             done,
         }
@@ -426,6 +449,8 @@ pub struct PartitionIter {
     starts: Option<Vec<u64>>,
     mapped: Option<Arc<Mapped>>,
     decoder: Option<FileDecoder>,
+    /// Whether the segment has every column read (else NULLs are filled in).
+    complete: bool,
     emitted: usize,
     done: bool,
 }
@@ -456,25 +481,21 @@ impl PartitionIter {
             if self.done {
                 return Ok(None);
             }
-            let starts = self.starts().to_vec();
             let i = self.next;
+            let starts = self.starts();
             if i + 1 >= starts.len() {
                 self.done = true;
                 return Ok(None);
             }
-            self.next += 1;
             let (lo, hi) = (starts[i], starts[i + 1]);
+            self.next += 1;
             let Some(keep) = self.keep(lo, hi) else {
                 continue;
             };
             let batch = self.decode(i)?;
             let (batch, positions) = match keep {
                 Keep::All => (batch, None),
-                Keep::Rows(rows) => {
-                    let local: Vec<u32> = rows.iter().map(|r| r - lo as u32).collect();
-                    let b = pick(&batch, &local)?;
-                    (b, Some(rows))
-                }
+                Keep::Rows(rows) => (pick(&batch, &rows, lo as u32)?, Some(rows)),
             };
             let (batch, positions) = self.apply_filter(batch, positions, lo)?;
             if batch.num_rows() == 0 {
@@ -524,18 +545,13 @@ impl PartitionIter {
 
     /// Decodes batch `i` with the `read` columns, conformed to the table schema.
     fn decode(&mut self, i: usize) -> Result<RecordBatch> {
-        let names: Vec<&str> = self.part.read.iter().map(String::as_str).collect();
-        let fields: Vec<Field> = names
-            .iter()
-            .filter_map(|n| self.part.table_schema.field_with_name(n).ok().cloned())
-            .collect();
-        let target = Arc::new(Schema::new(fields));
+        let target = &self.part.read_schema;
         match &self.part.source {
             Source::Memory { batches, .. } => {
                 let b = batches
                     .get(i)
                     .ok_or_else(|| Error::InvalidInput(format!("no batch {i}")))?;
-                conform(b, &target)
+                conform(b, target)
             }
             Source::Disk(seg) => {
                 if self.mapped.is_none() {
@@ -543,18 +559,20 @@ impl PartitionIter {
                 }
                 let mapped = self.mapped.as_ref().map(Arc::clone).ok_or(Error::Closed)?;
                 if self.decoder.is_none() {
-                    let positions: Vec<usize> =
-                        seg.positions(&names).into_iter().flatten().collect();
-                    self.decoder = Some(seg.decoder(&mapped, &positions)?);
+                    let names: Vec<&str> = self.part.read.iter().map(String::as_str).collect();
+                    let positions = seg.positions(&names);
+                    // Columns added to the table after this segment was written are filled with NULLs.
+                    self.complete = positions.iter().all(Option::is_some);
+                    let present: Vec<usize> = positions.into_iter().flatten().collect();
+                    self.decoder = Some(seg.decoder(&mapped, &present, true)?);
                 }
                 let decoder = self.decoder.as_ref().ok_or(Error::Closed)?;
-                let batch = seg.read_batch(decoder, &mapped, i)?;
-                let rows = batch.num_rows();
-                let b = conform(&batch, &target)?;
-                if b.num_rows() != rows {
-                    return Err(Error::corrupt(seg.path(), "batch row count changed"));
+                let batch = seg.read_batch(decoder, &mapped, i, self.complete.then_some(target))?;
+                if self.complete {
+                    Ok(batch)
+                } else {
+                    conform(&batch, target)
                 }
-                Ok(b)
             }
         }
     }
@@ -622,19 +640,24 @@ enum Keep {
     Rows(RoaringBitmap),
 }
 
-/// Selects rows by local position: `take` when sparse, a mask when dense.
-fn pick(batch: &RecordBatch, local: &[u32]) -> Result<RecordBatch> {
+/// Selects the rows in `rows` (positions in the segment; the batch starts at
+/// `lo`): `take` when sparse, a filter mask when dense.
+fn pick(batch: &RecordBatch, rows: &RoaringBitmap, lo: u32) -> Result<RecordBatch> {
     let err = |e: arrow::error::ArrowError| Error::InvalidInput(format!("cannot select rows: {e}"));
-    if local.len() * 8 < batch.num_rows() {
-        take_record_batch(batch, &UInt32Array::from(local.to_vec())).map_err(err)
+    let n = batch.num_rows();
+    if (rows.len() as usize) * 32 < n {
+        let idx: UInt32Array = rows.iter().map(|r| r - lo).collect();
+        take_record_batch(batch, &idx).map_err(err)
     } else {
-        let mut mask = vec![false; batch.num_rows()];
-        for &r in local {
-            if let Some(m) = mask.get_mut(r as usize) {
-                *m = true;
+        let mut mask = BooleanBufferBuilder::new(n);
+        mask.append_n(n, false);
+        for r in rows {
+            let i = (r - lo) as usize;
+            if i < n {
+                mask.set_bit(i, true);
             }
         }
-        filter_record_batch(batch, &BooleanArray::from(mask)).map_err(err)
+        filter_record_batch(batch, &BooleanArray::new(mask.finish(), None)).map_err(err)
     }
 }
 

@@ -8,7 +8,9 @@
 //! ```
 //! The byte layout is drawn in `docs/storage.md`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use hashbrown::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +39,7 @@ pub const SEGMENT_FORMAT: u32 = 1;
 /// Size of the fixed footer at the end of every segment file.
 pub const FOOTER_LEN: u64 = 64;
 /// Rows per Arrow record batch inside a segment (the unit of decoding).
-pub const BATCH_ROWS: usize = 64 * 1024;
+pub const BATCH_ROWS: usize = 256 * 1024;
 /// String columns with at most this many distinct values (and no more than
 /// half as many as rows) are dictionary-encoded.
 pub const DICTIONARY_MAX_DISTINCT: usize = 1 << 16;
@@ -214,7 +216,10 @@ pub(crate) fn encode(
             *field.data_type() == DataType::Utf8 && worth_dictionary(col, index.as_ref());
         let (pf, pc) = if dictionary {
             let dt = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-            let encoded = cast(col, &dt).map_err(arrow_write_err)?;
+            let encoded = match index.as_ref().and_then(|i| i.to_dictionary(col.len())) {
+                Some(d) => d,
+                None => cast(col, &dt).map_err(arrow_write_err)?,
+            };
             (Field::new(field.name(), dt, field.is_nullable()), encoded)
         } else {
             (field.as_ref().clone(), Arc::clone(col))
@@ -495,9 +500,19 @@ impl Segment {
 
     /// A decoder for the given physical column projection, with the
     /// dictionaries it needs already read; reused for every batch of a scan.
-    pub(crate) fn decoder(&self, mapped: &Mapped, projection: &[usize]) -> Result<FileDecoder> {
-        let mut decoder = FileDecoder::new(Arc::clone(&mapped.schema), mapped.version)
-            .with_projection(projection.to_vec());
+    /// `trusted` skips per-array validation (see `mmap::segment_decoder`).
+    pub(crate) fn decoder(
+        &self,
+        mapped: &Mapped,
+        projection: &[usize],
+        trusted: bool,
+    ) -> Result<FileDecoder> {
+        let mut decoder = crate::mmap::segment_decoder(
+            Arc::clone(&mapped.schema),
+            mapped.version,
+            projection.to_vec(),
+            trusted,
+        );
         for block in &mapped.dictionaries {
             decoder
                 .read_dictionary(block, &mapped.block(block, &self.path)?)
@@ -509,12 +524,14 @@ impl Segment {
     }
 
     /// Decodes record batch `i`, casting dictionary-encoded columns back to
-    /// their logical type.
+    /// their logical type. With `schema`, the batch gets that (logical)
+    /// schema, which must match the decoded columns.
     pub(crate) fn read_batch(
         &self,
         decoder: &FileDecoder,
         mapped: &Mapped,
         i: usize,
+        schema: Option<&SchemaRef>,
     ) -> Result<RecordBatch> {
         let corrupt = |e: arrow::error::ArrowError| {
             Error::corrupt(&self.path, format!("cannot decode batch {i}: {e}"))
@@ -553,8 +570,11 @@ impl Segment {
             }
         }
         let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), cols, &opts)
-            .map_err(corrupt)
+        let schema = match schema {
+            Some(s) => Arc::clone(s),
+            None => Arc::new(Schema::new(fields)),
+        };
+        RecordBatch::try_new_with_options(schema, cols, &opts).map_err(corrupt)
     }
 
     /// Row offset of each batch, plus the total at the end.

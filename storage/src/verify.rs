@@ -192,10 +192,10 @@ fn check_segment(
     }
     let mapped = seg.mapped()?;
     let all: Vec<usize> = (0..seg.meta().columns.len()).collect();
-    let decoder = seg.decoder(&mapped, &all)?;
+    let decoder = seg.decoder(&mapped, &all, false)?;
     let mut batches = Vec::new();
     for i in 0..seg.meta().batch_rows.len() {
-        batches.push(seg.read_batch(&decoder, &mapped, i)?);
+        batches.push(seg.read_batch(&decoder, &mapped, i, None)?);
     }
     let schema = batches
         .first()
