@@ -112,6 +112,8 @@ def main():
         con.register("b", events_batch(rng, start, 100_000))
         con.execute("INSERT INTO events SELECT * FROM b")
     con.execute("CHECKPOINT")
+    size = os.path.getsize(os.path.join(tmp, "scan.duckdb"))
+    print(f"scan table: {ROWS:,} rows, {size / 2**20:.1f} MiB on disk", flush=True)
     report("scan/full_scan_sum_amount", median_time(lambda: con.execute("SELECT sum(amount) FROM events").fetchall(), 10), ROWS)
     for label, col, val in [("0.1pct", "campaign", 42), ("10pct", "bucket", 7)]:
         q = f"SELECT id, amount FROM events WHERE {col} = {val}"

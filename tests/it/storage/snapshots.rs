@@ -128,3 +128,33 @@ fn concurrent_appends_all_land_and_readers_never_see_a_partial_batch() {
     assert_eq!(batch_counts(&store, "log").len(), 160);
     assert!(store.verify().unwrap().is_ok());
 }
+
+#[test]
+fn store_and_snapshots_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+    assert_send_sync::<tessera_storage::Snapshot>();
+    assert_send_sync::<tessera_storage::TableSnapshot>();
+    fn assert_send<T: Send>() {}
+    assert_send::<tessera_storage::ScanPartition>();
+}
+
+#[test]
+fn background_compaction_merges_small_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { compaction_min_small_segments: 4, ..Options::default() };
+    let store = Store::open_with(dir.path(), opts, Arc::new(OsVfs)).unwrap();
+    store.create_table("log", log_schema(), TableOptions::default()).unwrap();
+    for k in 0..6 {
+        store.append("log", &log_batch(k)).unwrap();
+        store.checkpoint().unwrap();
+    }
+    // The background thread wakes every 2 s; give it up to a minute.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.table("log").unwrap().segment_count().0 > 1 {
+        assert!(std::time::Instant::now() < deadline, "background compaction never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(batch_counts(&store, "log").len(), 6);
+    assert!(store.background_error().is_none());
+}
