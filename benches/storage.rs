@@ -98,9 +98,15 @@ fn scan_fixture(rows: usize) -> (tempfile::TempDir, Store) {
         }
     }
     store.checkpoint().expect("flush");
-    let bytes: u64 =
-        std::fs::read_dir(dir.path()).expect("list").filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
-    eprintln!("scan fixture: {rows} rows, {:.1} MiB on disk", bytes as f64 / (1 << 20) as f64);
+    let bytes: u64 = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    eprintln!(
+        "scan fixture: {rows} rows, {:.1} MiB on disk",
+        bytes as f64 / (1 << 20) as f64
+    );
     (dir, store)
 }
 

@@ -284,7 +284,13 @@ mod tests {
     use crate::sim::SimVfs;
 
     fn commit(n: u8) -> WalCommit {
-        WalCommit { ops: vec![WalOp::Delete { table: 1, segment: 2, rows: vec![n; 40] }] }
+        WalCommit {
+            ops: vec![WalOp::Delete {
+                table: 1,
+                segment: 2,
+                rows: vec![n; 40],
+            }],
+        }
     }
 
     fn write_log(vfs: &SimVfs, records: usize) -> (PathBuf, Vec<usize>) {
@@ -292,7 +298,8 @@ mod tests {
         let mut w = WalWriter::create(vfs, dir, 1).unwrap();
         let mut ends = Vec::new();
         for i in 0..records {
-            w.append(&encode_record(i as u64 + 1, &commit(i as u8)).unwrap()).unwrap();
+            w.append(&encode_record(i as u64 + 1, &commit(i as u8)).unwrap())
+                .unwrap();
             ends.push(w.bytes() as usize);
         }
         w.sync().unwrap();
@@ -305,7 +312,13 @@ mod tests {
         let (path, _) = write_log(&vfs, 3);
         let scan = read_file(&vfs, &path, false, None).unwrap();
         assert_eq!(scan.records.len(), 3);
-        assert_eq!(scan.records[2], WalRecord { lsn: 3, commit: commit(2) });
+        assert_eq!(
+            scan.records[2],
+            WalRecord {
+                lsn: 3,
+                commit: commit(2)
+            }
+        );
         assert_eq!(scan.tail_bytes, 0);
     }
 
@@ -322,7 +335,11 @@ mod tests {
         assert_eq!(scan.records.len(), 2);
         assert_eq!(scan.tail_bytes as usize, ends[2] - 5 - ends[1]);
         // Without tolerance (verify), the same tail is an error.
-        assert!(read_file(&vfs, &path, false, None).unwrap_err().is_corruption());
+        assert!(
+            read_file(&vfs, &path, false, None)
+                .unwrap_err()
+                .is_corruption()
+        );
         // A flipped byte in the first record, with valid records after it.
         let mut damaged = data.clone();
         damaged[WAL_HEADER_LEN + 12] ^= 1;

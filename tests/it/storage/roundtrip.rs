@@ -291,7 +291,9 @@ fn segments_of_several_batches_read_filter_and_delete_across_batch_boundaries() 
         Field::new("id", DataType::Int64, false),
         Field::new("kind", DataType::Utf8, false),
     ]));
-    store.create_table("t", Arc::clone(&schema), TableOptions::default()).unwrap();
+    store
+        .create_table("t", Arc::clone(&schema), TableOptions::default())
+        .unwrap();
     let n = 3 * tessera_storage::segment::BATCH_ROWS + 123;
     let kinds = ["a", "b", "c", "d"];
     let b = RecordBatch::try_new(
@@ -304,7 +306,11 @@ fn segments_of_several_batches_read_filter_and_delete_across_batch_boundaries() 
     .unwrap();
     store.append("t", &b).unwrap();
     store.checkpoint().unwrap();
-    assert_eq!(read_all(&store, "t"), b, "a multi-batch segment reads back whole");
+    assert_eq!(
+        read_all(&store, "t"),
+        b,
+        "a multi-batch segment reads back whole"
+    );
     let (meta, rows) = tessera_storage_meta(&store);
     assert_eq!(rows as usize, n);
     assert!(meta.iter().find(|c| c.name == "kind").unwrap().dictionary);
@@ -315,7 +321,14 @@ fn segments_of_several_batches_read_filter_and_delete_across_batch_boundaries() 
         Predicate::cmp("id", CmpOp::GtEq, Value::Int(edge - 10)),
         Predicate::cmp("id", CmpOp::Lt, Value::Int(edge + 10)),
     ]);
-    let scan = store.table("t").unwrap().scan(&ScanOptions { predicate: Some(pred.clone()), ..ScanOptions::default() }).unwrap();
+    let scan = store
+        .table("t")
+        .unwrap()
+        .scan(&ScanOptions {
+            predicate: Some(pred.clone()),
+            ..ScanOptions::default()
+        })
+        .unwrap();
     assert_eq!(scan.report.index_lookups.len(), 1);
     let got = concat_batches(&schema, &scan.collect().unwrap()).unwrap();
     let ids = got.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
@@ -324,8 +337,14 @@ fn segments_of_several_batches_read_filter_and_delete_across_batch_boundaries() 
     // Delete across the boundary; the rest stays.
     let deleted = store.delete_where("t", &pred).unwrap();
     assert_eq!(deleted as usize, expected.len());
-    assert_eq!(store.table("t").unwrap().row_count() as usize, n - expected.len());
+    assert_eq!(
+        store.table("t").unwrap().row_count() as usize,
+        n - expected.len()
+    );
     store.compact().unwrap();
-    assert_eq!(store.table("t").unwrap().row_count() as usize, n - expected.len());
+    assert_eq!(
+        store.table("t").unwrap().row_count() as usize,
+        n - expected.len()
+    );
     assert!(store.verify().unwrap().is_ok());
 }

@@ -142,9 +142,14 @@ fn store_and_snapshots_are_send_and_sync() {
 #[test]
 fn background_compaction_merges_small_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options { compaction_min_small_segments: 4, ..Options::default() };
+    let opts = Options {
+        compaction_min_small_segments: 4,
+        ..Options::default()
+    };
     let store = Store::open_with(dir.path(), opts, Arc::new(OsVfs)).unwrap();
-    store.create_table("log", log_schema(), TableOptions::default()).unwrap();
+    store
+        .create_table("log", log_schema(), TableOptions::default())
+        .unwrap();
     for k in 0..6 {
         store.append("log", &log_batch(k)).unwrap();
         store.checkpoint().unwrap();
@@ -152,7 +157,10 @@ fn background_compaction_merges_small_segments() {
     // The background thread wakes every 2 s; give it up to a minute.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while store.table("log").unwrap().segment_count().0 > 1 {
-        assert!(std::time::Instant::now() < deadline, "background compaction never ran");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background compaction never ran"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(batch_counts(&store, "log").len(), 6);
