@@ -1,9 +1,146 @@
-//! # Tessera's engine
+//! # Tessera's engine: the embeddable `Database`
 //!
-//! This crate will hold the customer-data domain (identity graph, profiles,
-//! segments, governance) and the embeddable `Database` API, registering its
-//! statements and functions into [`tessera_sql`].
+//! [`Database`] is what an application embeds: open a directory (or memory),
+//! run SQL, append Arrow batches, compact, verify. It will also hold the
+//! customer-data domain (identity graph, profiles, segments, governance) and
+//! register its statements into the SQL layer.
 //!
-//! Status: not built yet (tracked by the SQL-layer, UNIFY and SEGMENT issues).
+//! ## A query, from `sql()` to the mapped segment
+//!
+//! 1. [`Database::sql`] hands the text to the SQL layer's
+//!    [`SqlEngine`](tessera_sql::SqlEngine) on the database's Tokio runtime.
+//! 2. The SQL layer parses it (Tessera's statements or PostgreSQL's),
+//!    plans it with DataFusion, and pushes filters it can answer exactly into
+//!    the storage engine (`tessera_sql::pushdown`).
+//! 3. The scan (`tessera_sql::exec::TesseraScanExec`) takes a storage
+//!    snapshot: one partition per segment, segments pruned by zone maps,
+//!    rows selected through roaring-bitmap indexes.
+//! 4. Each partition decodes Arrow batches straight from the read-only
+//!    memory map of its segment file (`tessera_storage`), after the file's
+//!    checksum was verified; DataFusion runs the rest of the plan on both
+//!    cores and `sql()` returns the batches.
+//!
+//! ```
+//! use tessera_engine::Database;
+//!
+//! # fn main() -> tessera_engine::Result<()> {
+//! let db = Database::open_in_memory()?;
+//! db.sql("CREATE TABLE orders (id BIGINT NOT NULL, email TEXT, amount NUMERIC(10,2))")?;
+//! db.sql("INSERT INTO orders VALUES (1, 'marie@example.com', 19.90), (2, 'paul@example.com', 5.00)")?;
+//! let batches = db.sql("SELECT email FROM orders WHERE amount > 10")?;
+//! assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+//! # Ok(()) }
+//! ```
 
-pub use tessera_sql as sql;
+use std::path::Path;
+use std::sync::Arc;
+
+use tessera_sql::SqlEngine;
+use tessera_sql::datafusion::arrow::array::RecordBatch;
+pub use tessera_sql::storage::{CompactionReport, VerifyReport};
+use tessera_sql::storage::{Options, Store, sim::SimVfs};
+pub use tessera_sql::{EngineOptions, QueryOutput, SqlError};
+
+/// Result alias of the engine.
+pub type Result<T, E = SqlError> = std::result::Result<T, E>;
+
+/// An embedded Tessera database. Cheap to clone; thread-safe.
+#[derive(Debug, Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    runtime: tokio::runtime::Runtime,
+    engine: SqlEngine,
+}
+
+impl Database {
+    /// Opens (or creates) the database in directory `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Database> {
+        Self::open_with(path, EngineOptions::default())
+    }
+
+    /// Opens (or creates) a database with explicit SQL options.
+    pub fn open_with(path: impl AsRef<Path>, options: EngineOptions) -> Result<Database> {
+        let store = Store::open(path)?;
+        Self::with_store(store, options)
+    }
+
+    /// A database that lives in memory only, gone when dropped.
+    pub fn open_in_memory() -> Result<Database> {
+        let store = Store::open_with("/memory", Options::default(), Arc::new(SimVfs::new()))?;
+        Self::with_store(store, EngineOptions::default())
+    }
+
+    fn with_store(store: Store, options: EngineOptions) -> Result<Database> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("tessera-query")
+            .build()
+            .map_err(|e| {
+                SqlError::Storage(tessera_sql::storage::Error::InvalidInput(format!(
+                    "cannot start the query runtime: {e}"
+                )))
+            })?;
+        let engine = runtime.block_on(SqlEngine::open(store, options))?;
+        Ok(Database {
+            inner: Arc::new(Inner { runtime, engine }),
+        })
+    }
+
+    /// Runs SQL (one or more statements) and returns the rows of the last.
+    /// Call it from outside an async runtime; inside one, use [`Database::sql_async`].
+    pub fn sql(&self, query: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self
+            .execute(query)?
+            .pop()
+            .map(|o| o.batches)
+            .unwrap_or_default())
+    }
+
+    /// Runs SQL and returns every statement's output with its command tag.
+    pub fn execute(&self, query: &str) -> Result<Vec<QueryOutput>> {
+        self.inner
+            .runtime
+            .block_on(self.inner.engine.execute(query))
+    }
+
+    /// [`Database::execute`] for async callers.
+    pub async fn sql_async(&self, query: &str) -> Result<Vec<QueryOutput>> {
+        self.inner.engine.execute(query).await
+    }
+
+    /// Appends a batch to `table` (`name` or `schema.name`), durably.
+    pub fn append(&self, table: &str, batch: &RecordBatch) -> Result<()> {
+        let name = if table.contains('.') {
+            table.to_string()
+        } else {
+            format!("{}.{table}", tessera_sql::DEFAULT_SCHEMA)
+        };
+        self.inner.engine.store().append(&name, batch)?;
+        Ok(())
+    }
+
+    /// Writes every row still in memory to segment files (the log is
+    /// trimmed). Rows are durable before this; it only changes where they live.
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.inner.engine.store().checkpoint()?)
+    }
+
+    /// Compacts every table: merges small segments, purges deleted rows.
+    pub fn compact(&self) -> Result<CompactionReport> {
+        Ok(self.inner.engine.store().compact()?)
+    }
+
+    /// Verifies every file of the database.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        Ok(self.inner.engine.store().verify()?)
+    }
+
+    /// The SQL engine, for registering functions and statements.
+    pub fn engine(&self) -> &SqlEngine {
+        &self.inner.engine
+    }
+}

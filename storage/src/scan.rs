@@ -163,14 +163,15 @@ impl TableScan {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Source {
     Disk(Arc<Segment>),
     Memory { id: u64, batches: Vec<RecordBatch> },
 }
 
-/// The scan of one segment: an iterator of batches.
-#[derive(Debug)]
+/// The scan of one segment: an iterator of batches. Cloning is cheap (the
+/// segment is shared, the selection is a bitmap).
+#[derive(Debug, Clone)]
 pub struct ScanPartition {
     source: Source,
     deletes: Arc<RoaringBitmap>,

@@ -435,6 +435,14 @@ impl Store {
         sh.compact_locked(None, true, false)
     }
 
+    /// [`Store::compact`] for one table.
+    pub fn compact_table(&self, table: &str) -> Result<CompactionReport> {
+        let sh = self.shared();
+        let _m = sh.mutation.lock();
+        self.snapshot().table(table)?;
+        sh.compact_locked(Some(table), true, false)
+    }
+
     /// Checks every file of the store; see [`verify::VerifyReport`].
     pub fn verify(&self) -> Result<verify::VerifyReport> {
         let sh = self.shared();

@@ -1,0 +1,91 @@
+//! Tessera's statements: sqlparser's PostgreSQL dialect plus Tessera's own.
+//!
+//! [`parse`] splits a text into statements. A statement that starts with one
+//! of Tessera's keywords (`COMPACT`, `VERIFY`, and later `UNIFY`, `CREATE
+//! SEGMENT`, …) is parsed by its own module, one file per statement, each
+//! documenting its grammar and printing back as SQL; everything else is
+//! parsed by sqlparser and kept as its AST.
+
+mod compact;
+mod verify;
+
+use std::fmt;
+
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+pub use compact::Compact;
+pub use verify::Verify;
+
+use crate::error::{Result, SqlError};
+
+/// One statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// A statement of PostgreSQL's grammar.
+    Sql(Box<datafusion::sql::sqlparser::ast::Statement>),
+    /// `COMPACT [table]`
+    Compact(Compact),
+    /// `VERIFY`
+    Verify(Verify),
+}
+
+impl fmt::Display for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Statement::Sql(s) => write!(f, "{s}"),
+            Statement::Compact(s) => write!(f, "{s}"),
+            Statement::Verify(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// Parses `sql` into its statements.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let mut out = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token().token == Token::EOF {
+            break;
+        }
+        let stmt = match leading_word(&parser).as_deref() {
+            Some("COMPACT") => Statement::Compact(Compact::parse(&mut parser)?),
+            Some("VERIFY") => Statement::Verify(Verify::parse(&mut parser)?),
+            _ => Statement::Sql(Box::new(parser.parse_statement()?)),
+        };
+        out.push(stmt);
+        match parser.peek_token().token {
+            Token::EOF | Token::SemiColon => {}
+            other => {
+                return Err(SqlError::Syntax(format!(
+                    "expected end of statement, found {other}"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The first word of the next statement, upper-cased, if it is a word.
+fn leading_word(parser: &Parser<'_>) -> Option<String> {
+    match parser.peek_token().token {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_uppercase()),
+        _ => None,
+    }
+}
+
+/// Consumes the keyword-like word `word` (case-insensitive).
+fn expect_word(parser: &mut Parser<'_>, word: &str) -> Result<()> {
+    match parser.next_token().token {
+        Token::Word(w) if w.value.eq_ignore_ascii_case(word) => Ok(()),
+        other => Err(SqlError::Syntax(format!("expected {word}, found {other}"))),
+    }
+}
+
+/// Whether the statement ends here.
+fn at_end(parser: &Parser<'_>) -> bool {
+    matches!(parser.peek_token().token, Token::EOF | Token::SemiColon)
+}

@@ -1,0 +1,560 @@
+//! `TesseraTable`: a DataFusion [`TableProvider`] over one storage table.
+//!
+//! Reads: one partition per segment, projection pushdown, filters pushed
+//! down exactly where the storage engine can answer them (zone maps, bitmap
+//! indexes, exact evaluation), `LIMIT` pushed down when every filter is.
+//! Writes: `INSERT` (all rows in one atomic commit), `DELETE` and `UPDATE`
+//! (row ids from a snapshot taken under the write lock; the delete and the
+//! re-append of an `UPDATE` are one atomic commit).
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt64Array};
+use arrow::compute::{and_kleene, filter_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema, Result};
+use datafusion::datasource::TableType;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::expressions::Column as PhysColumn;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures::StreamExt;
+use tessera_storage::{Mutation, Predicate, ROW_ID_COLUMN, ScanOptions, Store};
+
+use crate::error::SqlError;
+use crate::exec::TesseraScanExec;
+use crate::pushdown::to_predicate;
+
+/// A storage table as DataFusion sees it.
+#[derive(Debug, Clone)]
+pub struct TesseraTable {
+    store: Store,
+    /// The storage name (`schema.table`).
+    name: String,
+    schema: SchemaRef,
+    pushdown: bool,
+}
+
+impl TesseraTable {
+    /// The table `name` (storage name) of `store`. With `pushdown` off,
+    /// every filter stays with DataFusion (for differential tests).
+    pub fn new(store: Store, name: &str, pushdown: bool) -> Result<Self, SqlError> {
+        let schema = store.table(name)?.schema();
+        Ok(Self {
+            store,
+            name: name.to_string(),
+            schema,
+            pushdown,
+        })
+    }
+
+    fn predicate(&self, filters: &[Expr]) -> (Option<Predicate>, bool) {
+        if !self.pushdown {
+            return (None, filters.is_empty());
+        }
+        let mut preds = Vec::new();
+        let mut all = true;
+        for f in filters {
+            match to_predicate(&unqualify(f.clone()), &self.schema) {
+                Some(p) => preds.push(p),
+                None => all = false,
+            }
+        }
+        let p = match preds.len() {
+            0 => None,
+            1 => preds.pop(),
+            _ => Some(Predicate::And(preds)),
+        };
+        (p, all)
+    }
+}
+
+/// Strips table qualifiers from column references.
+fn unqualify(e: Expr) -> Expr {
+    e.transform_up(|e| {
+        Ok(match e {
+            Expr::Column(c) if c.relation.is_some() => {
+                Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+            }
+            other => Transformed::no(other),
+        })
+    })
+    .map(|t| t.data)
+    .unwrap_or_else(|e| {
+        Expr::Literal(
+            datafusion::common::ScalarValue::Utf8(Some(e.to_string())),
+            None,
+        )
+    })
+}
+
+#[async_trait]
+impl TableProvider for TesseraTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.pushdown && to_predicate(&unqualify((*f).clone()), &self.schema).is_some() {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let snap = self
+            .store
+            .table(&self.name)
+            .map_err(|e| SqlError::Storage(e).into_datafusion())?;
+        // Filters DataFusion handed over but the storage engine cannot answer
+        // (the optimizer may rewrite a filter after asking): applied here.
+        let mut pushed = Vec::new();
+        let mut rest = Vec::new();
+        for f in filters {
+            let f = unqualify(f.clone());
+            match (self.pushdown, to_predicate(&f, &self.schema)) {
+                (true, Some(p)) => pushed.push(p),
+                _ => rest.push(f),
+            }
+        }
+        let predicate = match pushed.len() {
+            0 => None,
+            1 => pushed.pop(),
+            _ => Some(Predicate::And(pushed)),
+        };
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let mut read = wanted.clone();
+        for f in &rest {
+            for c in f.column_refs() {
+                if let Ok(i) = self.schema.index_of(&c.name)
+                    && !read.contains(&i)
+                {
+                    read.push(i);
+                }
+            }
+        }
+        let opts = ScanOptions {
+            projection: Some(
+                read.iter()
+                    .map(|i| self.schema.field(*i).name().clone())
+                    .collect(),
+            ),
+            predicate: predicate.clone(),
+            limit: if rest.is_empty() { limit } else { None },
+            ..ScanOptions::default()
+        };
+        let scan = snap
+            .scan(&opts)
+            .map_err(|e| SqlError::Storage(e).into_datafusion())?;
+        let scan_schema = Arc::clone(&scan.schema);
+        let mut plan: Arc<dyn ExecutionPlan> = Arc::new(TesseraScanExec::new(
+            self.name.clone(),
+            scan.schema,
+            scan.partitions,
+            scan.report,
+            predicate,
+            opts.limit,
+        ));
+        if let Some(cond) = rest.into_iter().reduce(Expr::and) {
+            let df_schema = DFSchema::try_from(Arc::clone(&scan_schema))?;
+            let cond = state.create_physical_expr(cond, &df_schema)?;
+            plan = Arc::new(FilterExec::try_new(cond, plan)?);
+            if read.len() != wanted.len() {
+                let exprs: Vec<ProjectionExpr> = wanted
+                    .iter()
+                    .enumerate()
+                    .map(|(pos, i)| {
+                        let name = self.schema.field(*i).name().clone();
+                        ProjectionExpr {
+                            expr: Arc::new(PhysColumn::new(&name, pos)),
+                            alias: name,
+                        }
+                    })
+                    .collect();
+                plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+            }
+        }
+        Ok(plan)
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return Err(SqlError::Unsupported(format!("INSERT {insert_op}")).into_datafusion());
+        }
+        Ok(Arc::new(DmlExec::new(self.clone(), Dml::Insert(input))))
+    }
+
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let exprs = self.physical(state, &filters)?;
+        let (predicate, _) = self.predicate(&filters);
+        Ok(Arc::new(DmlExec::new(
+            self.clone(),
+            Dml::Delete {
+                filters: exprs,
+                predicate,
+            },
+        )))
+    }
+
+    async fn update(
+        &self,
+        state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let exprs = self.physical(state, &filters)?;
+        let (predicate, _) = self.predicate(&filters);
+        let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
+        let mut set = Vec::new();
+        for (col, e) in assignments {
+            let i = self.schema.index_of(&col).map_err(|_| {
+                SqlError::UndefinedColumn(format!(
+                    "column \"{col}\" of relation \"{}\" does not exist",
+                    self.name
+                ))
+                .into_datafusion()
+            })?;
+            set.push((i, state.create_physical_expr(unqualify(e), &df_schema)?));
+        }
+        Ok(Arc::new(DmlExec::new(
+            self.clone(),
+            Dml::Update {
+                set,
+                filters: exprs,
+                predicate,
+            },
+        )))
+    }
+}
+
+impl TesseraTable {
+    fn physical(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
+        let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
+        filters
+            .iter()
+            .map(|f| state.create_physical_expr(unqualify(f.clone()), &df_schema))
+            .collect()
+    }
+}
+
+/// A write to a Tessera table.
+#[derive(Debug)]
+enum Dml {
+    Insert(Arc<dyn ExecutionPlan>),
+    Delete {
+        filters: Vec<Arc<dyn PhysicalExpr>>,
+        predicate: Option<Predicate>,
+    },
+    Update {
+        set: Vec<(usize, Arc<dyn PhysicalExpr>)>,
+        filters: Vec<Arc<dyn PhysicalExpr>>,
+        predicate: Option<Predicate>,
+    },
+}
+
+/// Executes an `INSERT`, `DELETE` or `UPDATE`; produces one row with the
+/// number of rows written, in a `count` column.
+#[derive(Debug)]
+pub struct DmlExec {
+    table: TesseraTable,
+    dml: Dml,
+    properties: Arc<PlanProperties>,
+}
+
+fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
+}
+
+impl DmlExec {
+    fn new(table: TesseraTable, dml: Dml) -> Self {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(count_schema()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        Self {
+            table,
+            dml,
+            properties: Arc::new(properties),
+        }
+    }
+}
+
+impl DisplayAs for DmlExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let op = match self.dml {
+            Dml::Insert(_) => "Insert",
+            Dml::Delete { .. } => "Delete",
+            Dml::Update { .. } => "Update",
+        };
+        write!(f, "Tessera{op}Exec: table={}", self.table.name)
+    }
+}
+
+impl ExecutionPlan for DmlExec {
+    fn name(&self) -> &str {
+        "TesseraDmlExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        match &self.dml {
+            Dml::Insert(input) => vec![input],
+            _ => vec![],
+        }
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match (&self.dml, children.into_iter().next()) {
+            (Dml::Insert(_), Some(input)) => Ok(Arc::new(DmlExec::new(
+                self.table.clone(),
+                Dml::Insert(input),
+            ))),
+            _ => Ok(self),
+        }
+    }
+
+    fn execute(
+        &self,
+        _partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let table = self.table.clone();
+        let fut: futures::future::BoxFuture<'static, Result<RecordBatch>> = match &self.dml {
+            Dml::Insert(input) => {
+                let input = Arc::clone(input);
+                Box::pin(async move {
+                    // Everything is read before anything is written: the
+                    // INSERT is one atomic commit.
+                    let batches = datafusion::physical_plan::collect(input, context).await?;
+                    let n = insert(&table, batches).map_err(SqlError::into_datafusion)?;
+                    count_batch(n)
+                })
+            }
+            Dml::Delete { filters, predicate } => {
+                let (filters, predicate) = (filters.clone(), predicate.clone());
+                Box::pin(async move {
+                    let n = rewrite(&table, &filters, predicate, None)
+                        .map_err(SqlError::into_datafusion)?;
+                    count_batch(n)
+                })
+            }
+            Dml::Update {
+                set,
+                filters,
+                predicate,
+            } => {
+                let (set, filters, predicate) = (set.clone(), filters.clone(), predicate.clone());
+                Box::pin(async move {
+                    let n = rewrite(&table, &filters, predicate, Some(&set))
+                        .map_err(SqlError::into_datafusion)?;
+                    count_batch(n)
+                })
+            }
+        };
+        let stream = futures::stream::once(fut).boxed();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            count_schema(),
+            stream,
+        )))
+    }
+}
+
+fn count_batch(n: u64) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(
+        count_schema(),
+        vec![Arc::new(UInt64Array::from(vec![n]))],
+    )?)
+}
+
+/// Casts a batch produced by a query to the table's schema, by position.
+fn to_table_schema(table: &TesseraTable, batch: &RecordBatch) -> Result<RecordBatch, SqlError> {
+    let schema = &table.schema;
+    if batch.num_columns() != schema.fields().len() {
+        return Err(SqlError::Storage(tessera_storage::Error::SchemaMismatch(
+            format!(
+                "INSERT has {} columns, table \"{}\" has {}",
+                batch.num_columns(),
+                table.name,
+                schema.fields().len()
+            ),
+        )));
+    }
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    for (col, f) in batch.columns().iter().zip(schema.fields()) {
+        if col.data_type() == f.data_type() {
+            cols.push(Arc::clone(col));
+        } else {
+            let opts = arrow::compute::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            let c = arrow::compute::cast_with_options(col, f.data_type(), &opts)
+                .map_err(|e| SqlError::InvalidText(format!("column \"{}\": {e}", f.name())))?;
+            cols.push(c);
+        }
+    }
+    let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::clone(schema), cols, &opts)
+        .map_err(|e| SqlError::Storage(tessera_storage::Error::SchemaMismatch(e.to_string())))
+}
+
+fn insert(table: &TesseraTable, batches: Vec<RecordBatch>) -> Result<u64, SqlError> {
+    let mut m = Mutation::new();
+    let mut n = 0;
+    for b in &batches {
+        let b = to_table_schema(table, b)?;
+        n += b.num_rows() as u64;
+        m.append(&table.name, b);
+    }
+    if n > 0 {
+        let mut w = table.store.writer();
+        w.commit(m)?;
+    }
+    Ok(n)
+}
+
+/// DELETE (`set = None`) or UPDATE: finds the rows where every filter is
+/// TRUE under the write lock, then deletes them (and appends their new
+/// versions) in one commit.
+fn rewrite(
+    table: &TesseraTable,
+    filters: &[Arc<dyn PhysicalExpr>],
+    predicate: Option<Predicate>,
+    set: Option<&[(usize, Arc<dyn PhysicalExpr>)]>,
+) -> Result<u64, SqlError> {
+    let mut w = table.store.writer();
+    let snap = w.snapshot().table(&table.name)?;
+    let scan = snap.scan(&ScanOptions {
+        predicate,
+        row_ids: true,
+        ..ScanOptions::default()
+    })?;
+    let mut ids: Vec<u64> = Vec::new();
+    let mut m = Mutation::new();
+    let ncols = table.schema.fields().len();
+    for part in scan.partitions {
+        for batch in part {
+            let batch = batch?;
+            let data = batch.project(&(0..ncols).collect::<Vec<_>>())?;
+            let data = RecordBatch::try_new(Arc::clone(&table.schema), data.columns().to_vec())?;
+            let mut mask = BooleanArray::from(vec![true; data.num_rows()]);
+            for f in filters {
+                let v = f
+                    .evaluate(&data)
+                    .and_then(|v| v.into_array(data.num_rows()))
+                    .map_err(SqlError::from)?;
+                let v = v.as_boolean_opt().cloned().ok_or_else(|| {
+                    SqlError::InvalidText("a WHERE condition must be boolean".into())
+                })?;
+                mask = and_kleene(&mask, &v)?;
+            }
+            let matched = filter_record_batch(&data, &mask)?;
+            if matched.num_rows() == 0 {
+                continue;
+            }
+            let row_ids = filter_record_batch(&batch, &mask)?;
+            let col = row_ids
+                .column_by_name(ROW_ID_COLUMN)
+                .ok_or_else(|| SqlError::Unsupported("scan without row ids".into()))?;
+            ids.extend(col.as_primitive::<UInt64Type>().values().iter().copied());
+            if let Some(set) = set {
+                let mut cols: Vec<ArrayRef> = matched.columns().to_vec();
+                for (i, e) in set {
+                    let v = e
+                        .evaluate(&matched)
+                        .and_then(|v| v.into_array(matched.num_rows()))
+                        .map_err(SqlError::from)?;
+                    let f = table.schema.field(*i);
+                    cols[*i] = if v.data_type() == f.data_type() {
+                        v
+                    } else {
+                        let opts = arrow::compute::CastOptions {
+                            safe: false,
+                            ..Default::default()
+                        };
+                        arrow::compute::cast_with_options(&v, f.data_type(), &opts).map_err(
+                            |e| SqlError::InvalidText(format!("column \"{}\": {e}", f.name())),
+                        )?
+                    };
+                }
+                m.append(
+                    &table.name,
+                    RecordBatch::try_new(Arc::clone(&table.schema), cols)?,
+                );
+            }
+        }
+    }
+    let n = ids.len() as u64;
+    if n > 0 {
+        m.delete(&table.name, ids);
+        w.commit(m)?;
+    }
+    Ok(n)
+}

@@ -1,0 +1,617 @@
+//! [`SqlEngine`]: runs SQL text against a [`Store`].
+//!
+//! DDL that changes what is stored (tables, indexes, views, schemas) is
+//! handled here and persisted through the storage manifest; queries and DML
+//! are planned and run by DataFusion over [`TesseraTable`]s; Tessera's own
+//! statements are dispatched to their handlers.
+
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    self, AlterTableOperation, ColumnOption, Expr as AstExpr, ObjectName, ObjectType,
+    TableConstraint,
+};
+use parking_lot::Mutex;
+use tessera_storage::{Store, TableOptions};
+
+use crate::catalog::{CatalogState, ViewDef};
+use crate::error::{Result, SqlError};
+use crate::parser::{self, Statement};
+use crate::provider::TesseraTable;
+use crate::types;
+
+/// The DataFusion catalog name Tessera's schemas live in.
+pub const CATALOG: &str = "tessera";
+/// The default schema.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// Options of a SQL engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Push filters into the storage engine (zone maps, bitmap indexes).
+    pub pushdown: bool,
+    /// Memory limit for query execution in bytes; exceeding it is an error
+    /// with SQLSTATE 53200, not an abort.
+    pub memory_limit: Option<usize>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            pushdown: true,
+            memory_limit: None,
+        }
+    }
+}
+
+/// The result of one statement.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    /// Result columns (empty for statements that return no rows).
+    pub schema: SchemaRef,
+    /// Result rows.
+    pub batches: Vec<RecordBatch>,
+    /// PostgreSQL-style command tag (`SELECT 3`, `INSERT 0 2`, `CREATE TABLE`).
+    pub tag: String,
+}
+
+impl QueryOutput {
+    fn command(tag: impl Into<String>) -> Self {
+        Self {
+            schema: Arc::new(Schema::empty()),
+            batches: Vec::new(),
+            tag: tag.into(),
+        }
+    }
+
+    /// Number of result rows.
+    pub fn row_count(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// Runs SQL over one store. `Send + Sync`; share it behind an `Arc`.
+pub struct SqlEngine {
+    store: Store,
+    ctx: SessionContext,
+    catalog: Mutex<CatalogState>,
+    options: EngineOptions,
+}
+
+impl std::fmt::Debug for SqlEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlEngine")
+            .field("store", &self.store.dir())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// A table or view name resolved to (schema, name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Name {
+    schema: String,
+    name: String,
+}
+
+impl Name {
+    fn storage(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.schema == DEFAULT_SCHEMA {
+            write!(f, "{}", self.name)
+        } else {
+            write!(f, "{}.{}", self.schema, self.name)
+        }
+    }
+}
+
+/// PostgreSQL folds unquoted identifiers to lower case.
+fn ident(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+fn resolve(name: &ObjectName) -> Result<Name> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(ident).unwrap_or_else(|| p.to_string()))
+        .collect();
+    match parts.as_slice() {
+        [t] => Ok(Name {
+            schema: DEFAULT_SCHEMA.into(),
+            name: t.clone(),
+        }),
+        [s, t] => Ok(Name {
+            schema: s.clone(),
+            name: t.clone(),
+        }),
+        [c, s, t] if c == CATALOG => Ok(Name {
+            schema: s.clone(),
+            name: t.clone(),
+        }),
+        _ => Err(SqlError::UndefinedTable(name.to_string())),
+    }
+}
+
+impl SqlEngine {
+    /// Opens the SQL layer over `store`: registers its tables and replays
+    /// its persisted schemas and views.
+    pub async fn open(store: Store, options: EngineOptions) -> Result<Self> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA);
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = options.memory_limit {
+            runtime = runtime.with_memory_limit(limit, 1.0);
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        let catalog = CatalogState::decode(store.snapshot().catalog())?;
+        let engine = SqlEngine {
+            store,
+            ctx,
+            catalog: Mutex::new(catalog.clone()),
+            options,
+        };
+        for s in &catalog.schemas {
+            engine.register_schema(s)?;
+        }
+        for t in engine.store.snapshot().tables() {
+            if let Some((schema, name)) = t.name.split_once('.') {
+                engine.register_table(&Name {
+                    schema: schema.into(),
+                    name: name.into(),
+                })?;
+            }
+        }
+        for v in &catalog.views {
+            // A view whose tables were dropped stays defined but fails when used.
+            let _ = engine.ctx.sql(&v.sql).await;
+        }
+        Ok(engine)
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The DataFusion session (for registering functions and tables).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Runs every statement of `sql` in turn; stops at the first error.
+    pub async fn execute(&self, sql: &str) -> Result<Vec<QueryOutput>> {
+        let mut out = Vec::new();
+        for stmt in parser::parse(sql)? {
+            out.push(self.run(stmt).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs one parsed statement.
+    pub async fn run(&self, stmt: Statement) -> Result<QueryOutput> {
+        match stmt {
+            Statement::Compact(c) => {
+                let report = match &c.table {
+                    Some(t) => {
+                        let name = resolve(t)?;
+                        self.store
+                            .table(&name.storage())
+                            .map_err(|_| SqlError::UndefinedTable(name.to_string()))?;
+                        self.store.compact_table(&name.storage())?
+                    }
+                    None => self.store.compact()?,
+                };
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("segments_removed", DataType::UInt64, false),
+                    Field::new("segments_written", DataType::UInt64, false),
+                    Field::new("rows_purged", DataType::UInt64, false),
+                ]));
+                let batch = RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![
+                        Arc::new(arrow::array::UInt64Array::from(vec![
+                            report.segments_removed as u64,
+                        ])),
+                        Arc::new(arrow::array::UInt64Array::from(vec![
+                            report.segments_written as u64,
+                        ])),
+                        Arc::new(arrow::array::UInt64Array::from(vec![report.rows_purged])),
+                    ],
+                )?;
+                Ok(QueryOutput {
+                    schema,
+                    batches: vec![batch],
+                    tag: "COMPACT".into(),
+                })
+            }
+            Statement::Verify(_) => {
+                let report = self.store.verify()?;
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("file", DataType::Utf8, false),
+                    Field::new("problem", DataType::Utf8, false),
+                ]));
+                let files: Vec<String> = report
+                    .problems
+                    .iter()
+                    .map(|p| p.path.display().to_string())
+                    .collect();
+                let details: Vec<String> =
+                    report.problems.iter().map(|p| p.detail.clone()).collect();
+                let batch = RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![
+                        Arc::new(StringArray::from(files)),
+                        Arc::new(StringArray::from(details)),
+                    ],
+                )?;
+                Ok(QueryOutput {
+                    schema,
+                    batches: vec![batch],
+                    tag: format!("VERIFY {}", report.problems.len()),
+                })
+            }
+            Statement::Sql(s) => self.run_sql(*s).await,
+        }
+    }
+
+    async fn run_sql(&self, stmt: ast::Statement) -> Result<QueryOutput> {
+        use ast::Statement as S;
+        match stmt {
+            S::CreateTable(ct) => self.create_table(ct).await,
+            S::Drop {
+                object_type: ObjectType::Table,
+                if_exists,
+                names,
+                ..
+            } => {
+                for n in &names {
+                    let name = resolve(n)?;
+                    if self.store.table(&name.storage()).is_err() {
+                        if if_exists {
+                            continue;
+                        }
+                        return Err(SqlError::UndefinedTable(name.to_string()));
+                    }
+                    self.store.drop_table(&name.storage())?;
+                    if let Some(s) = self.schema(&name.schema) {
+                        s.deregister_table(&name.name)?;
+                    }
+                }
+                Ok(QueryOutput::command("DROP TABLE"))
+            }
+            S::Drop {
+                object_type: ObjectType::View,
+                if_exists,
+                names,
+                ..
+            } => {
+                for n in &names {
+                    let name = resolve(n)?;
+                    let mut cat = self.catalog.lock().clone();
+                    let before = cat.views.len();
+                    cat.views
+                        .retain(|v| !(v.schema == name.schema && v.name == name.name));
+                    if cat.views.len() == before {
+                        if if_exists {
+                            continue;
+                        }
+                        return Err(SqlError::UndefinedTable(name.to_string()));
+                    }
+                    self.save_catalog(cat)?;
+                    if let Some(s) = self.schema(&name.schema) {
+                        s.deregister_table(&name.name)?;
+                    }
+                }
+                Ok(QueryOutput::command("DROP VIEW"))
+            }
+            S::CreateView(v) => {
+                let name = resolve(&v.name)?;
+                self.require_schema(&name.schema)?;
+                if self.store.table(&name.storage()).is_ok() {
+                    return Err(SqlError::DuplicateTable(name.to_string()));
+                }
+                let exists = self
+                    .catalog
+                    .lock()
+                    .views
+                    .iter()
+                    .any(|d| d.schema == name.schema && d.name == name.name);
+                if exists && !v.or_replace {
+                    return Err(SqlError::DuplicateTable(name.to_string()));
+                }
+                let sql = ast::Statement::CreateView(v).to_string();
+                if exists && let Some(s) = self.schema(&name.schema) {
+                    s.deregister_table(&name.name)?;
+                }
+                // DataFusion plans the view (checking it) and registers it.
+                self.ctx.sql(&sql).await?.collect().await?;
+                let mut cat = self.catalog.lock().clone();
+                cat.views
+                    .retain(|d| !(d.schema == name.schema && d.name == name.name));
+                cat.views.push(ViewDef {
+                    schema: name.schema.clone(),
+                    name: name.name.clone(),
+                    sql,
+                });
+                self.save_catalog(cat)?;
+                Ok(QueryOutput::command("CREATE VIEW"))
+            }
+            S::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => {
+                let name = match &schema_name {
+                    ast::SchemaName::Simple(n) | ast::SchemaName::NamedAuthorization(n, _) => {
+                        n.0.iter()
+                            .map(|p| p.as_ident().map(ident).unwrap_or_else(|| p.to_string()))
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    }
+                    ast::SchemaName::UnnamedAuthorization(i) => ident(i),
+                };
+                if name == DEFAULT_SCHEMA || self.catalog.lock().schemas.contains(&name) {
+                    if if_not_exists {
+                        return Ok(QueryOutput::command("CREATE SCHEMA"));
+                    }
+                    return Err(SqlError::DuplicateTable(format!("schema {name}")));
+                }
+                let mut cat = self.catalog.lock().clone();
+                cat.schemas.push(name.clone());
+                self.save_catalog(cat)?;
+                self.register_schema(&name)?;
+                Ok(QueryOutput::command("CREATE SCHEMA"))
+            }
+            S::CreateIndex(ci) => {
+                let table = resolve(&ci.table_name)?;
+                self.store
+                    .table(&table.storage())
+                    .map_err(|_| SqlError::UndefinedTable(table.to_string()))?;
+                for c in &ci.columns {
+                    let AstExpr::Identifier(col) = &c.column.expr else {
+                        return Err(SqlError::Unsupported(format!(
+                            "an index on the expression {}",
+                            c.column.expr
+                        )));
+                    };
+                    self.store.create_index(&table.storage(), &ident(col))?;
+                }
+                Ok(QueryOutput::command("CREATE INDEX"))
+            }
+            S::AlterTable(at) => {
+                let name = resolve(&at.name)?;
+                if self.store.table(&name.storage()).is_err() {
+                    if at.if_exists {
+                        return Ok(QueryOutput::command("ALTER TABLE"));
+                    }
+                    return Err(SqlError::UndefinedTable(name.to_string()));
+                }
+                for op in &at.operations {
+                    match op {
+                        AlterTableOperation::AddColumn {
+                            column_def,
+                            if_not_exists,
+                            ..
+                        } => {
+                            let col = ident(&column_def.name);
+                            let exists = self
+                                .store
+                                .table(&name.storage())?
+                                .schema()
+                                .index_of(&col)
+                                .is_ok();
+                            if exists && *if_not_exists {
+                                continue;
+                            }
+                            let not_null = column_def
+                                .options
+                                .iter()
+                                .any(|o| matches!(o.option, ColumnOption::NotNull));
+                            if not_null {
+                                return Err(SqlError::Unsupported(
+                                    "adding a NOT NULL column to an existing table (existing rows would be NULL)".into(),
+                                ));
+                            }
+                            self.store.add_column(
+                                &name.storage(),
+                                types::field(&col, &column_def.data_type, true)?,
+                            )?;
+                        }
+                        other => return Err(SqlError::Unsupported(format!("ALTER TABLE {other}"))),
+                    }
+                }
+                self.register_table(&name)?;
+                Ok(QueryOutput::command("ALTER TABLE"))
+            }
+            S::Copy { .. } => Err(SqlError::Unsupported(
+                "COPY (coming with the loading work of the SQL-layer issue)".into(),
+            )),
+            other => self.datafusion(other).await,
+        }
+    }
+
+    async fn datafusion(&self, stmt: ast::Statement) -> Result<QueryOutput> {
+        let tag = tag_of(&stmt);
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
+            .await?;
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let tag = match tag.as_str() {
+            "SELECT" => format!("SELECT {rows}"),
+            "INSERT" | "DELETE" | "UPDATE" => {
+                let n: u64 = batches
+                    .iter()
+                    .filter_map(|b| b.column_by_name("count"))
+                    .filter_map(|c| {
+                        c.as_primitive_opt::<UInt64Type>()
+                            .map(|a| a.values().iter().sum::<u64>())
+                    })
+                    .sum();
+                if tag == "INSERT" {
+                    format!("INSERT 0 {n}")
+                } else {
+                    format!("{tag} {n}")
+                }
+            }
+            _ => tag,
+        };
+        Ok(QueryOutput {
+            schema,
+            batches,
+            tag,
+        })
+    }
+
+    async fn create_table(&self, ct: ast::CreateTable) -> Result<QueryOutput> {
+        let name = resolve(&ct.name)?;
+        self.require_schema(&name.schema)?;
+        let exists_view = self
+            .catalog
+            .lock()
+            .views
+            .iter()
+            .any(|v| v.schema == name.schema && v.name == name.name);
+        if self.store.table(&name.storage()).is_ok() || exists_view {
+            if ct.if_not_exists {
+                return Ok(QueryOutput::command("CREATE TABLE"));
+            }
+            return Err(SqlError::DuplicateTable(name.to_string()));
+        }
+        let mut pk: Vec<String> = Vec::new();
+        for c in &ct.constraints {
+            if let TableConstraint::PrimaryKey(p) = c {
+                for col in &p.columns {
+                    if let AstExpr::Identifier(i) = &col.column.expr {
+                        pk.push(ident(i));
+                    }
+                }
+            }
+        }
+        if let Some(query) = ct.query {
+            // CREATE TABLE … AS SELECT: the result's columns, then its rows.
+            let out = self.datafusion(ast::Statement::Query(query)).await?;
+            let fields: Vec<Field> = out
+                .schema
+                .fields()
+                .iter()
+                .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+                .collect();
+            let schema = Arc::new(Schema::new(fields));
+            self.store.create_table(
+                &name.storage(),
+                Arc::clone(&schema),
+                TableOptions::default(),
+            )?;
+            self.register_table(&name)?;
+            let mut m = tessera_storage::Mutation::new();
+            let mut n = 0;
+            for b in out.batches {
+                n += b.num_rows();
+                m.append(
+                    &name.storage(),
+                    RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec())?,
+                );
+            }
+            self.store.writer().commit(m)?;
+            return Ok(QueryOutput::command(format!("SELECT {n}")));
+        }
+        if ct.columns.is_empty() {
+            return Err(SqlError::Syntax("a table needs at least one column".into()));
+        }
+        let mut fields = Vec::with_capacity(ct.columns.len());
+        for c in &ct.columns {
+            let col = ident(&c.name);
+            let not_null = pk.contains(&col)
+                || c.options.iter().any(|o| {
+                    matches!(
+                        o.option,
+                        ColumnOption::NotNull | ColumnOption::PrimaryKey(_)
+                    )
+                });
+            fields.push(types::field(&col, &c.data_type, !not_null)?);
+        }
+        self.store.create_table(
+            &name.storage(),
+            Arc::new(Schema::new(fields)),
+            TableOptions::default(),
+        )?;
+        self.register_table(&name)?;
+        Ok(QueryOutput::command("CREATE TABLE"))
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.ctx.catalog(CATALOG).and_then(|c| c.schema(name))
+    }
+
+    fn require_schema(&self, schema: &str) -> Result<()> {
+        if schema == DEFAULT_SCHEMA || self.catalog.lock().schemas.iter().any(|s| s == schema) {
+            Ok(())
+        } else {
+            Err(SqlError::UndefinedSchema(schema.to_string()))
+        }
+    }
+
+    fn register_schema(&self, name: &str) -> Result<()> {
+        let catalog = self
+            .ctx
+            .catalog(CATALOG)
+            .ok_or_else(|| SqlError::Unsupported("a missing catalog".into()))?;
+        if catalog.schema(name).is_none() {
+            catalog.register_schema(name, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        Ok(())
+    }
+
+    fn register_table(&self, name: &Name) -> Result<()> {
+        let schema = self
+            .schema(&name.schema)
+            .ok_or_else(|| SqlError::UndefinedSchema(name.schema.clone()))?;
+        let table = TesseraTable::new(self.store.clone(), &name.storage(), self.options.pushdown)?;
+        schema.deregister_table(&name.name)?;
+        schema.register_table(name.name.clone(), Arc::new(table))?;
+        Ok(())
+    }
+
+    fn save_catalog(&self, state: CatalogState) -> Result<()> {
+        self.store.set_catalog(state.encode()?)?;
+        *self.catalog.lock() = state;
+        Ok(())
+    }
+}
+
+/// The command tag of a statement run by DataFusion.
+fn tag_of(stmt: &ast::Statement) -> String {
+    use ast::Statement as S;
+    match stmt {
+        S::Query(_) => "SELECT",
+        S::Insert(_) => "INSERT",
+        S::Delete(_) => "DELETE",
+        S::Update { .. } => "UPDATE",
+        S::Explain { .. } | S::ExplainTable { .. } => "EXPLAIN",
+        S::Set(_) => "SET",
+        S::ShowVariable { .. } | S::ShowTables { .. } | S::ShowColumns { .. } => "SHOW",
+        _ => "OK",
+    }
+    .to_string()
+}

@@ -1,0 +1,4 @@
+//! The SQL layer, end to end through the embedded `Database`.
+
+mod pushdown_diff;
+mod slt;
