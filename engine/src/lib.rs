@@ -36,10 +36,24 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tessera_sql::SqlEngine;
+pub use tessera_sql::datafusion::arrow as engine_arrow;
 use tessera_sql::datafusion::arrow::array::RecordBatch;
 pub use tessera_sql::storage::{CompactionReport, VerifyReport};
 use tessera_sql::storage::{Options, Store, sim::SimVfs};
 pub use tessera_sql::{EngineOptions, QueryOutput, SqlError};
+
+/// Formats batches as an aligned text table (with the header even when
+/// there are no rows).
+pub fn pretty(
+    schema: &tessera_sql::datafusion::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> std::result::Result<String, tessera_sql::datafusion::arrow::error::ArrowError> {
+    tessera_sql::datafusion::arrow::util::pretty::pretty_format_batches_with_schema(
+        std::sync::Arc::clone(schema),
+        batches,
+    )
+    .map(|t| t.to_string())
+}
 
 /// Result alias of the engine.
 pub type Result<T, E = SqlError> = std::result::Result<T, E>;
@@ -105,6 +119,18 @@ impl Database {
         self.inner
             .runtime
             .block_on(self.inner.engine.execute(query))
+    }
+
+    /// Splits SQL text into statements without running them.
+    pub fn parse(&self, query: &str) -> Result<Vec<tessera_sql::parser::Statement>> {
+        tessera_sql::parser::parse(query)
+    }
+
+    /// Runs one parsed statement.
+    pub fn run(&self, statement: tessera_sql::parser::Statement) -> Result<QueryOutput> {
+        self.inner
+            .runtime
+            .block_on(self.inner.engine.run(statement))
     }
 
     /// [`Database::execute`] for async callers.

@@ -62,6 +62,13 @@ impl From<DataFusionError> for SqlError {
                 other => other,
             },
             DataFusionError::SQL(e, _) => SqlError::Syntax(e.to_string()),
+            DataFusionError::Plan(msg)
+                if msg.starts_with("table '") && msg.ends_with("' not found") =>
+            {
+                let full = &msg["table '".len()..msg.len() - "' not found".len()];
+                let name = full.strip_prefix("tessera.").unwrap_or(full);
+                SqlError::UndefinedTable(name.strip_prefix("public.").unwrap_or(name).to_string())
+            }
             other => SqlError::DataFusion(other),
         }
     }

@@ -468,11 +468,13 @@ impl SqlEngine {
                             .map(|a| a.values().iter().sum::<u64>())
                     })
                     .sum();
-                if tag == "INSERT" {
+                let tag = if tag == "INSERT" {
                     format!("INSERT 0 {n}")
                 } else {
                     format!("{tag} {n}")
-                }
+                };
+                // Like PostgreSQL, a write reports its count in the tag, not as rows.
+                return Ok(QueryOutput::command(tag));
             }
             _ => tag,
         };

@@ -1,4 +1,5 @@
 //! The SQL layer, end to end through the embedded `Database`.
 
+mod cli;
 mod pushdown_diff;
 mod slt;

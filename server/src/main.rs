@@ -1,0 +1,137 @@
+//! `tessera`: the command line of the Tessera database.
+
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tessera_engine::Database;
+use tessera_server::{demo, print, shell};
+
+/// Tessera: an embedded analytical database for customer data.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run SQL: an interactive shell, or the statements given with -c / -f.
+    Sql {
+        /// The database directory (created if missing).
+        #[arg(long)]
+        db: PathBuf,
+        /// Statements to run, then exit.
+        #[arg(short = 'c', long = "command")]
+        command: Option<String>,
+        /// A file of statements to run, then exit.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+    },
+    /// Check every file of a database: checksums, manifest, log, indexes.
+    Verify {
+        /// The database directory.
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Merge small segments and purge deleted rows from every file.
+    Compact {
+        /// The database directory.
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Create a database of sample customer data and query it.
+    Demo {
+        /// Where to create it.
+        #[arg(long, default_value = "tessera-demo")]
+        db: PathBuf,
+        /// How many customers to generate.
+        #[arg(long, default_value_t = 20_000)]
+        customers: u64,
+    },
+}
+
+fn open(db: &PathBuf) -> Result<Database, ExitCode> {
+    Database::open(db).map_err(|e| {
+        eprintln!("{}", print::error(&e));
+        ExitCode::FAILURE
+    })
+}
+
+fn run(cli: Cli) -> Result<(), ExitCode> {
+    let mut out = std::io::stdout();
+    match cli.command {
+        Command::Sql { db, command, file } => {
+            let db = open(&db)?;
+            let script = match (command, file) {
+                (Some(c), _) => Some(c),
+                (None, Some(f)) => Some(std::fs::read_to_string(&f).map_err(|e| {
+                    eprintln!("ERROR:  cannot read {}: {e}", f.display());
+                    ExitCode::FAILURE
+                })?),
+                (None, None) => None,
+            };
+            match script {
+                Some(sql) => {
+                    if !shell::run_script(&db, &sql, &mut out) {
+                        return Err(ExitCode::FAILURE);
+                    }
+                }
+                None => shell::interactive(&db, &mut out).map_err(|e| {
+                    eprintln!("ERROR:  {e}");
+                    ExitCode::FAILURE
+                })?,
+            }
+        }
+        Command::Verify { db } => {
+            let db = open(&db)?;
+            let report = db.verify().map_err(|e| {
+                eprintln!("{}", print::error(&e));
+                ExitCode::FAILURE
+            })?;
+            println!(
+                "checked {} files: {} segments ({} rows), {} bitmap indexes, {} log records",
+                report.files_checked,
+                report.segments,
+                report.rows,
+                report.indexes,
+                report.wal_records
+            );
+            for p in &report.problems {
+                println!("PROBLEM {p}");
+            }
+            if !report.is_ok() {
+                return Err(ExitCode::from(2));
+            }
+            println!("no problems found");
+        }
+        Command::Compact { db } => {
+            let db = open(&db)?;
+            let r = db.compact().map_err(|e| {
+                eprintln!("{}", print::error(&e));
+                ExitCode::FAILURE
+            })?;
+            println!(
+                "compacted: {} segments rewritten into {}, {} deleted rows purged",
+                r.segments_removed, r.segments_written, r.rows_purged
+            );
+        }
+        Command::Demo { db, customers } => {
+            demo::run(&db, customers, &mut out).map_err(|e| {
+                eprintln!("{}", print::error(&e));
+                ExitCode::FAILURE
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
