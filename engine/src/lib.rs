@@ -8,7 +8,7 @@
 //! ## A query, from `sql()` to the mapped segment
 //!
 //! 1. [`Database::sql`] hands the text to the SQL layer's
-//!    [`SqlEngine`](tessera_sql::SqlEngine) on the database's Tokio runtime.
+//!    [`SqlEngine`] on the database's Tokio runtime.
 //! 2. The SQL layer parses it (Tessera's statements or PostgreSQL's),
 //!    plans it with DataFusion, and pushes filters it can answer exactly into
 //!    the storage engine (`tessera_sql::pushdown`).

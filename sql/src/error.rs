@@ -35,6 +35,18 @@ pub enum SqlError {
     /// A value cannot be converted to the column's type.
     #[error("{0}")]
     InvalidText(String),
+    /// A parameter of a statement is out of range or unknown.
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// A file named in a statement cannot be opened, read or written.
+    #[error("could not access file \"{}\": {source}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The storage engine refused or failed.
     #[error(transparent)]
     Storage(#[from] tessera_storage::Error),
@@ -98,6 +110,11 @@ impl SqlError {
             SqlError::UnsupportedType(_) => "42704",
             SqlError::Unsupported(_) => "0A000",
             SqlError::InvalidText(_) => "22P02",
+            SqlError::InvalidParameter(_) => "22023",
+            SqlError::File { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                "58P01"
+            }
+            SqlError::File { .. } => "58030",
             SqlError::Storage(e) => e.sqlstate(),
             SqlError::DataFusion(e) => datafusion_sqlstate(e),
         }

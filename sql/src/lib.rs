@@ -24,6 +24,7 @@
 //! 6. Errors carry a PostgreSQL SQLSTATE ([`SqlError::sqlstate`]).
 
 pub mod catalog;
+pub mod copy;
 mod error;
 pub mod exec;
 pub mod parser;

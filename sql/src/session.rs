@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use tessera_storage::{Store, TableOptions};
 
 use crate::catalog::{CatalogState, ViewDef};
+use crate::copy;
 use crate::error::{Result, SqlError};
 use crate::parser::{self, Statement};
 use crate::provider::TesseraTable;
@@ -82,6 +83,7 @@ pub struct SqlEngine {
     ctx: SessionContext,
     catalog: Mutex<CatalogState>,
     options: EngineOptions,
+    progress: Mutex<Option<copy::Progress>>,
 }
 
 impl std::fmt::Debug for SqlEngine {
@@ -166,6 +168,7 @@ impl SqlEngine {
             ctx,
             catalog: Mutex::new(catalog.clone()),
             options,
+            progress: Mutex::new(None),
         };
         for s in &catalog.schemas {
             engine.register_schema(s)?;
@@ -440,9 +443,17 @@ impl SqlEngine {
                 self.register_table(&name)?;
                 Ok(QueryOutput::command("ALTER TABLE"))
             }
-            S::Copy { .. } => Err(SqlError::Unsupported(
-                "COPY (coming with the loading work of the SQL-layer issue)".into(),
-            )),
+            S::Copy {
+                source,
+                to,
+                target,
+                options,
+                legacy_options,
+                ..
+            } => {
+                self.copy(source, to, target, &options, &legacy_options)
+                    .await
+            }
             other => self.datafusion(other).await,
         }
     }
@@ -560,6 +571,97 @@ impl SqlEngine {
         )?;
         self.register_table(&name)?;
         Ok(QueryOutput::command("CREATE TABLE"))
+    }
+
+    /// Sets the function told how far a `COPY … FROM` has read.
+    pub fn set_progress(&self, progress: Option<copy::Progress>) {
+        *self.progress.lock() = progress;
+    }
+
+    async fn copy(
+        &self,
+        source: ast::CopySource,
+        to: bool,
+        target: ast::CopyTarget,
+        options: &[ast::CopyOption],
+        legacy: &[ast::CopyLegacyOption],
+    ) -> Result<QueryOutput> {
+        let path = match target {
+            ast::CopyTarget::File { filename } => std::path::PathBuf::from(filename),
+            ast::CopyTarget::Stdin | ast::CopyTarget::Stdout => {
+                return Err(SqlError::Unsupported(
+                    "COPY FROM STDIN / TO STDOUT outside a client connection; name a file, or use psql with tessera serve"
+                        .into(),
+                ));
+            }
+            other => return Err(SqlError::Unsupported(format!("COPY {other}"))),
+        };
+        let opts = copy::CopyOptions::parse(options, legacy, &path)?;
+        if to {
+            let query = match source {
+                ast::CopySource::Query(q) => ast::Statement::Query(q),
+                ast::CopySource::Table {
+                    table_name,
+                    columns,
+                } => {
+                    let cols = if columns.is_empty() {
+                        "*".to_string()
+                    } else {
+                        columns
+                            .iter()
+                            .map(|c| format!("\"{}\"", ident(c)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let name = resolve(&table_name)?;
+                    let sql = format!("SELECT {cols} FROM \"{}\".\"{}\"", name.schema, name.name);
+                    match parser::parse(&sql)?.pop() {
+                        Some(Statement::Sql(s)) => *s,
+                        _ => return Err(SqlError::Syntax(sql)),
+                    }
+                }
+            };
+            let out = self.datafusion(query).await?;
+            let n = copy::write(&path, &opts, &out.schema, &out.batches)?;
+            return Ok(QueryOutput::command(format!("COPY {n}")));
+        }
+        let ast::CopySource::Table {
+            table_name,
+            columns,
+        } = source
+        else {
+            return Err(SqlError::Syntax(
+                "COPY FROM loads a table, not a query".into(),
+            ));
+        };
+        let name = resolve(&table_name)?;
+        let table = self
+            .store
+            .table(&name.storage())
+            .map_err(|_| SqlError::UndefinedTable(name.to_string()))?;
+        let table_schema = table.schema();
+        let file_schema = if columns.is_empty() {
+            Arc::clone(&table_schema)
+        } else {
+            let mut fields = Vec::with_capacity(columns.len());
+            for c in &columns {
+                let c = ident(c);
+                let f = table_schema.field_with_name(&c).map_err(|_| {
+                    SqlError::UndefinedColumn(format!(
+                        "column \"{c}\" of relation \"{name}\" does not exist"
+                    ))
+                })?;
+                fields.push(f.clone());
+            }
+            Arc::new(Schema::new(fields))
+        };
+        let progress = self.progress.lock().clone();
+        let batches = copy::read(&path, &opts, file_schema, progress)?;
+        let n = self.store.bulk_load(
+            &name.storage(),
+            batches.map(|b| b.and_then(|b| copy::widen(b, &table_schema, &name.to_string()))),
+        )?;
+        Ok(QueryOutput::command(format!("COPY {n}")))
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {

@@ -383,6 +383,51 @@ impl Store {
         Ok(lsn)
     }
 
+    /// Loads many rows at once, atomically and without going through the log:
+    /// the batches are written straight to new segment files (fsynced), then
+    /// one manifest version adds them all. Either every row is there after
+    /// a crash or none is; memory stays bounded by one segment's worth of
+    /// rows. A bad batch (schema, NOT NULL) aborts the load, leaving the
+    /// table as it was. Returns the number of rows loaded.
+    pub fn bulk_load<E: From<Error>>(
+        &self,
+        table: &str,
+        batches: impl IntoIterator<Item = std::result::Result<RecordBatch, E>>,
+    ) -> std::result::Result<u64, E> {
+        let sh = self.shared();
+        let _m = sh.mutation.lock();
+        let meta = Arc::new(self.snapshot().table(table)?.meta().clone());
+        let mut sink = SegmentSink::new(sh, Arc::clone(&meta), sh.opts.target_segment_rows.max(1));
+        let mut rows = 0u64;
+        for b in batches {
+            let b = b?;
+            meta.check_batch(&b)?;
+            rows += b.num_rows() as u64;
+            sink.push(conform(&b, &meta.schema)?)?;
+        }
+        let written = sink.finish()?;
+        if written.is_empty() {
+            return Ok(0);
+        }
+        let mut pending = Some(written);
+        let result = sh.checkpoint_locked(|plan, _| {
+            let t = plan
+                .tables
+                .get_mut(table)
+                .ok_or_else(|| Error::TableNotFound(table.to_string()))?;
+            Arc::make_mut(t)
+                .segments
+                .extend(pending.take().unwrap_or_default());
+            Ok(())
+        });
+        if let Some(unused) = pending {
+            for s in unused {
+                s.seg.mark_obsolete();
+            }
+        }
+        Ok(result.map(|()| rows)?)
+    }
+
     /// Exclusive access for a read-modify-write.
     pub fn writer(&self) -> WriteGuard<'_> {
         WriteGuard {
@@ -577,6 +622,91 @@ fn decode_ipc(bytes: &[u8], path: &Path) -> Result<RecordBatch> {
     match r.next() {
         Some(b) => b.map_err(corrupt),
         None => Err(Error::corrupt(path, "logged batch is empty")),
+    }
+}
+
+/// Writes batches into new segment files of at most `target` rows. Files
+/// it wrote are deleted again if it is dropped without [`SegmentSink::finish`].
+struct SegmentSink<'a> {
+    shared: &'a Shared,
+    meta: Arc<TableMeta>,
+    target: usize,
+    chunk: Vec<RecordBatch>,
+    rows: usize,
+    written: Vec<SegmentView>,
+    finished: bool,
+}
+
+impl<'a> SegmentSink<'a> {
+    fn new(shared: &'a Shared, meta: Arc<TableMeta>, target: usize) -> Self {
+        Self {
+            shared,
+            meta,
+            target,
+            chunk: Vec::new(),
+            rows: 0,
+            written: Vec::new(),
+            finished: false,
+        }
+    }
+
+    fn push(&mut self, mut b: RecordBatch) -> Result<()> {
+        while b.num_rows() > 0 {
+            let take = (self.target - self.rows).min(b.num_rows());
+            self.chunk.push(b.slice(0, take));
+            self.rows += take;
+            b = b.slice(take, b.num_rows() - take);
+            if self.rows >= self.target {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let sh = self.shared;
+        let id = sh.next_segment_id.fetch_add(1, Ordering::SeqCst);
+        segment::write(
+            sh.vfs.as_ref(),
+            &sh.dir,
+            id,
+            &self.meta.schema,
+            &self.chunk,
+            &self.meta.options,
+        )?;
+        let seg = Arc::new(Segment::open(
+            Arc::clone(&sh.vfs),
+            &sh.dir,
+            id,
+            self.rows as u64,
+        )?);
+        self.written.push(SegmentView {
+            seg,
+            deletes: Arc::new(RoaringBitmap::new()),
+            dv: None,
+        });
+        self.chunk.clear();
+        self.rows = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<SegmentView>> {
+        self.flush()?;
+        self.finished = true;
+        Ok(std::mem::take(&mut self.written))
+    }
+}
+
+impl Drop for SegmentSink<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            for s in &self.written {
+                s.seg.mark_obsolete();
+            }
+        }
     }
 }
 
@@ -1342,48 +1472,13 @@ impl Shared {
                 memory: Vec::new(),
             };
             let snap = TableSnapshot::from_version(Arc::new(subset));
-            let batches = snap.scan(&ScanOptions::default())?.collect()?;
-            let mut written = Vec::new();
-            let mut chunk: Vec<RecordBatch> = Vec::new();
-            let mut chunk_rows = 0usize;
-            let flush_chunk =
-                |chunk: &mut Vec<RecordBatch>, written: &mut Vec<SegmentView>| -> Result<()> {
-                    let rows: u64 = chunk.iter().map(|b| b.num_rows() as u64).sum();
-                    if rows == 0 {
-                        return Ok(());
-                    }
-                    let id = self.next_segment_id.fetch_add(1, Ordering::SeqCst);
-                    segment::write(
-                        self.vfs.as_ref(),
-                        &self.dir,
-                        id,
-                        &t.meta.schema,
-                        chunk,
-                        &t.meta.options,
-                    )?;
-                    let seg = Arc::new(Segment::open(Arc::clone(&self.vfs), &self.dir, id, rows)?);
-                    written.push(SegmentView {
-                        seg,
-                        deletes: Arc::new(RoaringBitmap::new()),
-                        dv: None,
-                    });
-                    chunk.clear();
-                    Ok(())
-                };
-            for b in batches {
-                let mut b = b;
-                while b.num_rows() > 0 {
-                    let take = (target - chunk_rows).min(b.num_rows());
-                    chunk.push(b.slice(0, take));
-                    chunk_rows += take;
-                    b = b.slice(take, b.num_rows() - take);
-                    if chunk_rows >= target {
-                        flush_chunk(&mut chunk, &mut written)?;
-                        chunk_rows = 0;
-                    }
+            let mut sink = SegmentSink::new(self, Arc::clone(&t.meta), target);
+            for part in snap.scan(&ScanOptions::default())?.partitions {
+                for b in part {
+                    sink.push(b?)?;
                 }
             }
-            flush_chunk(&mut chunk, &mut written)?;
+            let written = sink.finish()?;
             report.segments_removed += victims.len();
             report.segments_written += written.len();
             report.rows_purged += victims.iter().map(|s| s.deletes.len()).sum::<u64>();

@@ -31,12 +31,27 @@ fn sqllogictest_files() {
     }) {
         let dir = tempfile::tempdir().unwrap();
         let db_dir = dir.path().join("db");
+        // `__SCRATCH__` names a scratch directory holding a copy of the
+        // `data/` folder beside the file.
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir_all(&scratch).unwrap();
+        if let Ok(entries) = std::fs::read_dir(file.parent().unwrap().join("data")) {
+            for e in entries {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), scratch.join(e.file_name())).unwrap();
+            }
+        }
+        let text = std::fs::read_to_string(file)
+            .unwrap()
+            .replace("__SCRATCH__", &scratch.display().to_string());
+        let script = dir.path().join(file.file_name().unwrap());
+        std::fs::write(&script, text).unwrap();
         let mut runner = sqllogictest::Runner::new(|| {
             let d = db_dir.clone();
             async move { TesseraSlt::open(&d).map_err(tessera_tests::slt::SltError) }
         });
         ran += 1;
-        if let Err(e) = runner.run_file(file) {
+        if let Err(e) = runner.run_file(&script) {
             failures.push(format!("{}:\n{e}", file.display()));
         }
     }
