@@ -68,7 +68,7 @@ impl TesseraTable {
         let mut preds = Vec::new();
         let mut all = true;
         for f in filters {
-            match to_predicate(&unqualify(f.clone()), &self.schema) {
+            match storage_predicate(f, &self.schema) {
                 Some(p) => preds.push(p),
                 None => all = false,
             }
@@ -83,7 +83,7 @@ impl TesseraTable {
 }
 
 /// Strips table qualifiers from column references.
-fn unqualify(e: Expr) -> Expr {
+fn unqualify(e: Expr) -> Result<Expr> {
     e.transform_up(|e| {
         Ok(match e {
             Expr::Column(c) if c.relation.is_some() => {
@@ -93,12 +93,11 @@ fn unqualify(e: Expr) -> Expr {
         })
     })
     .map(|t| t.data)
-    .unwrap_or_else(|e| {
-        Expr::Literal(
-            datafusion::common::ScalarValue::Utf8(Some(e.to_string())),
-            None,
-        )
-    })
+}
+
+/// The storage predicate of a filter, if it has one.
+fn storage_predicate(f: &Expr, schema: &Schema) -> Option<Predicate> {
+    to_predicate(&unqualify(f.clone()).ok()?, schema)
 }
 
 #[async_trait]
@@ -118,7 +117,7 @@ impl TableProvider for TesseraTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if self.pushdown && to_predicate(&unqualify((*f).clone()), &self.schema).is_some() {
+                if self.pushdown && storage_predicate(f, &self.schema).is_some() {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -143,7 +142,7 @@ impl TableProvider for TesseraTable {
         let mut pushed = Vec::new();
         let mut rest = Vec::new();
         for f in filters {
-            let f = unqualify(f.clone());
+            let f = unqualify(f.clone())?;
             match (self.pushdown, to_predicate(&f, &self.schema)) {
                 (true, Some(p)) => pushed.push(p),
                 _ => rest.push(f),
@@ -258,7 +257,7 @@ impl TableProvider for TesseraTable {
                 ))
                 .into_datafusion()
             })?;
-            set.push((i, state.create_physical_expr(unqualify(e), &df_schema)?));
+            set.push((i, state.create_physical_expr(unqualify(e)?, &df_schema)?));
         }
         Ok(Arc::new(DmlExec::new(
             self.clone(),
@@ -280,7 +279,7 @@ impl TesseraTable {
         let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
         filters
             .iter()
-            .map(|f| state.create_physical_expr(unqualify(f.clone()), &df_schema))
+            .map(|f| state.create_physical_expr(unqualify(f.clone())?, &df_schema))
             .collect()
     }
 }
