@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Runs the DuckDB side of the storage benchmarks on this machine.
+# Runs the DuckDB side of the benchmarks on this machine:
+#   run.sh [rows]            the storage benchmarks (storage_compare.py)
+#   run.sh sql CSV [runs]    the SQL benchmarks over a CSV (sql_compare.py)
 # Installs DuckDB's Python package (and pyarrow) into ./.venv on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/.venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/benches/duckdb/requirements.txt"
+if [ "${1:-}" = sql ]; then
+  shift
+  exec "$venv/bin/python" "$root/benches/duckdb/sql_compare.py" "$@"
+fi
 exec "$venv/bin/python" "$root/benches/duckdb/storage_compare.py" "$@"

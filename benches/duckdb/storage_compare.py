@@ -24,6 +24,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from common import fetch_arrow, median_time
+
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 4_000_000
 BATCH = 10_000
 EVENT_TYPES = ["page_view", "add_to_cart", "purchase", "login", "search", "signup"]
@@ -50,24 +52,8 @@ DDL = """CREATE TABLE events (id BIGINT NOT NULL, profile_id BIGINT NOT NULL, ev
  channel VARCHAR NOT NULL, campaign BIGINT NOT NULL, bucket BIGINT NOT NULL, amount DOUBLE, ts TIMESTAMPTZ NOT NULL)"""
 
 
-def median_time(fn, runs, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
-def fetch_arrow(con, q):
-    """Runs q and fetches the result as an Arrow table (API names vary across DuckDB releases)."""
-    res = con.sql(q)
-    for name in ("to_arrow_table", "fetch_arrow_table", "arrow"):
-        if hasattr(res, name):
-            return getattr(res, name)()
-    raise RuntimeError("this DuckDB cannot return Arrow tables")
 
 
 def report(name, seconds, rows):

@@ -40,7 +40,7 @@ pub use tessera_sql::datafusion::arrow as engine_arrow;
 use tessera_sql::datafusion::arrow::array::RecordBatch;
 pub use tessera_sql::storage::{CompactionReport, VerifyReport};
 use tessera_sql::storage::{Options, Store, sim::SimVfs};
-pub use tessera_sql::{EngineOptions, QueryOutput, SqlError};
+pub use tessera_sql::{EngineOptions, QueryOutput, QueryStream, SqlError};
 
 /// Formats batches as an aligned text table (with the header even when
 /// there are no rows).
@@ -53,6 +53,30 @@ pub fn pretty(
         batches,
     )
     .map(|t| t.to_string())
+}
+
+/// The rows of a query, batch by batch (see [`Database::sql_stream`]).
+#[derive(Debug)]
+pub struct RowStream {
+    db: Database,
+    inner: QueryStream,
+}
+
+impl RowStream {
+    /// The result's columns.
+    pub fn schema(&self) -> tessera_sql::datafusion::arrow::datatypes::SchemaRef {
+        Arc::clone(&self.inner.schema)
+    }
+}
+
+impl Iterator for RowStream {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use futures::StreamExt;
+        let next = self.db.inner.runtime.block_on(self.inner.stream.next());
+        next.map(|r| r.map_err(SqlError::from))
+    }
 }
 
 /// Result alias of the engine.
@@ -114,6 +138,29 @@ impl Database {
             .unwrap_or_default())
     }
 
+    /// Runs SQL and streams the rows of its last statement (earlier ones run
+    /// first): batches are produced as the iterator is advanced, so a query
+    /// over a table larger than memory can be consumed batch by batch.
+    /// Call it from outside an async runtime; async callers use
+    /// [`SqlEngine::run_stream`] through [`Database::engine`].
+    pub fn sql_stream(&self, query: &str) -> Result<RowStream> {
+        let mut statements = tessera_sql::parser::parse(query)?;
+        let last = statements
+            .pop()
+            .ok_or_else(|| SqlError::Syntax("an empty query".into()))?;
+        for s in statements {
+            self.run(s)?;
+        }
+        let inner = self
+            .inner
+            .runtime
+            .block_on(self.inner.engine.run_stream(last))?;
+        Ok(RowStream {
+            db: self.clone(),
+            inner,
+        })
+    }
+
     /// Runs SQL and returns every statement's output with its command tag.
     pub fn execute(&self, query: &str) -> Result<Vec<QueryOutput>> {
         self.inner
@@ -145,7 +192,12 @@ impl Database {
         } else {
             format!("{}.{table}", tessera_sql::DEFAULT_SCHEMA)
         };
-        self.inner.engine.store().append(&name, batch)?;
+        let store = self.inner.engine.store();
+        let schema = store.table(&name)?.schema();
+        // Declared lengths (VARCHAR(n)) are the SQL layer's: checked here as
+        // INSERT and COPY check them.
+        tessera_sql::types::check_lengths(batch, &schema, 1)?;
+        store.append(&name, batch)?;
         Ok(())
     }
 

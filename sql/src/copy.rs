@@ -22,9 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{ArrayRef, RecordBatch, new_null_array};
-use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, new_null_array};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::sql::sqlparser::ast::{CopyLegacyOption, CopyOption};
 
 use crate::error::{Result, SqlError};
@@ -159,6 +158,13 @@ fn parse_error(path: &Path, e: impl std::fmt::Display) -> SqlError {
     SqlError::InvalidText(format!("COPY from {}: {e}", path.display()))
 }
 
+fn not_parquet(path: &Path, e: impl std::fmt::Display) -> SqlError {
+    SqlError::BadFileFormat(format!(
+        "COPY from {}: not a readable Parquet file: {e}",
+        path.display()
+    ))
+}
+
 /// Reads `path` as batches of `file_schema` (the columns named in the COPY,
 /// in the table's types, all nullable: NOT NULL is checked by [`widen`] with
 /// a proper message), reporting progress.
@@ -200,7 +206,22 @@ pub fn read(
             if let Some(e) = opts.escape {
                 fmt = fmt.with_escape(e);
             }
-            let csv = arrow::csv::ReaderBuilder::new(Arc::clone(&file_schema))
+            // NUMERIC columns are read as text and converted here, so that a
+            // value that does not fit is reported with its line (Arrow's
+            // parser reports decimal overflow without one).
+            let read_schema = Arc::new(Schema::new(
+                file_schema
+                    .fields()
+                    .iter()
+                    .map(|f| match f.data_type() {
+                        DataType::Decimal128(..) => {
+                            f.as_ref().clone().with_data_type(DataType::Utf8)
+                        }
+                        _ => f.as_ref().clone(),
+                    })
+                    .collect::<Vec<_>>(),
+            ));
+            let csv = arrow::csv::ReaderBuilder::new(Arc::clone(&read_schema))
                 .with_format(fmt)
                 .with_batch_size(BATCH_ROWS)
                 .build(BufReader::with_capacity(1 << 20, reader))
@@ -211,9 +232,13 @@ pub fn read(
                 .iter()
                 .map(|f| f.name().clone())
                 .collect();
+            let mut rows_before = 0u64;
             Ok(Box::new(csv.map(move |b| {
                 report();
-                b.map_err(|e| csv_error(&path_buf, &names, header, e))
+                let b = b.map_err(|e| csv_error(&path_buf, &names, header, e))?;
+                let first_line = rows_before + header as u64 + 1;
+                rows_before += b.num_rows() as u64;
+                decimals_from_text(b, &file_schema, &path_buf, first_line)
             })))
         }
         Format::Json => {
@@ -232,50 +257,95 @@ pub fn read(
                 datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
                     file,
                 )
-                .map_err(|e| parse_error(&path_buf, e))?;
+                .map_err(|e| not_parquet(&path_buf, e))?;
             let reader = builder
                 .with_batch_size(BATCH_ROWS)
                 .build()
-                .map_err(|e| parse_error(&path_buf, e))?;
+                .map_err(|e| not_parquet(&path_buf, e))?;
             Ok(Box::new(reader.map(move |b| {
                 report();
-                let b = b.map_err(|e| parse_error(&path_buf, e))?;
+                let b = b.map_err(|e| not_parquet(&path_buf, e))?;
                 reshape(&b, &file_schema, &path_buf)
             })))
         }
     }
 }
 
+/// Converts the text columns read for NUMERIC columns; a value that does
+/// not parse is 22P02, one that does not fit the precision 22003, each
+/// naming its line (`first_line` is the batch's first row's line).
+fn decimals_from_text(
+    batch: RecordBatch,
+    target: &SchemaRef,
+    path: &Path,
+    first_line: u64,
+) -> Result<RecordBatch> {
+    if !target
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Decimal128(..)))
+    {
+        return Ok(batch);
+    }
+    let mut cols = batch.columns().to_vec();
+    for (i, f) in target.fields().iter().enumerate() {
+        if !matches!(f.data_type(), DataType::Decimal128(..)) {
+            continue;
+        }
+        let text = &cols[i];
+        let dec = arrow::compute::cast(text, f.data_type())?;
+        if dec.null_count() > text.null_count()
+            && let Some(strings) = text.as_string_opt::<i32>()
+            && let Some(row) = (0..dec.len()).find(|r| dec.is_null(*r) && text.is_valid(*r))
+        {
+            let value = strings.value(row);
+            let where_ = format!(
+                "COPY from {}, line {}, column \"{}\"",
+                path.display(),
+                first_line + row as u64,
+                f.name()
+            );
+            let numeric = value.trim().parse::<f64>().is_ok_and(f64::is_finite);
+            return Err(if numeric {
+                SqlError::NumericOutOfRange(format!(
+                    "{where_}: numeric field overflow: '{value}' does not fit {}",
+                    crate::types::sql_name(f.data_type())
+                ))
+            } else {
+                SqlError::InvalidText(format!(
+                    "{where_}: invalid input syntax for type numeric: '{value}'"
+                ))
+            });
+        }
+        cols[i] = dec;
+    }
+    crate::types::batch_with_rows(target, cols, batch.num_rows())
+}
+
 /// Parquet columns matched to the target columns by name and cast to their
 /// types (a value that does not fit is an error, never a silent NULL).
 fn reshape(batch: &RecordBatch, target: &SchemaRef, path: &Path) -> Result<RecordBatch> {
-    let mut cols: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
-    for f in target.fields() {
-        let col = batch.column_by_name(f.name()).ok_or_else(|| {
-            SqlError::UndefinedColumn(format!(
-                "COPY from {}: the file has no column \"{}\"",
-                path.display(),
-                f.name()
-            ))
-        })?;
-        let opts = CastOptions {
-            safe: false,
-            ..Default::default()
-        };
-        cols.push(cast_with_options(col, f.data_type(), &opts).map_err(|e| {
-            SqlError::InvalidText(format!(
-                "COPY from {}, column \"{}\": {e}",
-                path.display(),
-                f.name()
-            ))
-        })?);
-    }
-    let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(target),
-        cols,
-        &opts,
-    )?)
+    // Every column is looked for before any is converted: a missing column
+    // is reported as such, not as a type error of another.
+    let found = target
+        .fields()
+        .iter()
+        .map(|f| {
+            batch.column_by_name(f.name()).ok_or_else(|| {
+                SqlError::UndefinedColumn(format!(
+                    "COPY from {}: the file has no column \"{}\"",
+                    path.display(),
+                    f.name()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cols = found
+        .into_iter()
+        .zip(target.fields())
+        .map(|(col, f)| crate::types::cast_to(col, f))
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    crate::types::batch_with_rows(target, cols, batch.num_rows())
 }
 
 /// Names the file line (counting the header) and the column of a CSV
@@ -333,7 +403,14 @@ fn json_error(path: &Path, schema: &SchemaRef, e: arrow::error::ArrowError) -> S
 
 /// Widens batches of the COPY's columns to all of the table's columns (the
 /// others NULL, which a NOT NULL column refuses).
-pub fn widen(batch: RecordBatch, table: &SchemaRef, table_name: &str) -> Result<RecordBatch> {
+/// `first_row` numbers the batch's first row in the input (1-based), for
+/// messages.
+pub fn widen(
+    batch: RecordBatch,
+    table: &SchemaRef,
+    table_name: &str,
+    first_row: u64,
+) -> Result<RecordBatch> {
     for f in table.fields().iter().filter(|f| !f.is_nullable()) {
         let nulls = batch
             .column_by_name(f.name())
@@ -355,12 +432,9 @@ pub fn widen(batch: RecordBatch, table: &SchemaRef, table_name: &str) -> Result<
             None => new_null_array(f.data_type(), batch.num_rows()),
         })
         .collect();
-    let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(table),
-        cols,
-        &opts,
-    )?)
+    let out = crate::types::batch_with_rows(table, cols, batch.num_rows())?;
+    crate::types::check_lengths(&out, table, first_row)?;
+    Ok(out)
 }
 
 /// Writes batches to `path` (through a temporary file renamed into place).

@@ -35,6 +35,15 @@ pub enum SqlError {
     /// A value cannot be converted to the column's type.
     #[error("{0}")]
     InvalidText(String),
+    /// A string is longer than its column's declared length.
+    #[error("{0}")]
+    StringTooLong(String),
+    /// A number does not fit its column's type.
+    #[error("{0}")]
+    NumericOutOfRange(String),
+    /// A file given to COPY is not in the format it was said to be in.
+    #[error("{0}")]
+    BadFileFormat(String),
     /// A parameter of a statement is out of range or unknown.
     #[error("{0}")]
     InvalidParameter(String),
@@ -111,6 +120,9 @@ impl SqlError {
             SqlError::Unsupported(_) => "0A000",
             SqlError::InvalidText(_) => "22P02",
             SqlError::InvalidParameter(_) => "22023",
+            SqlError::StringTooLong(_) => "22001",
+            SqlError::BadFileFormat(_) => "22P04",
+            SqlError::NumericOutOfRange(_) => "22003",
             SqlError::File { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 "58P01"
             }
@@ -142,6 +154,12 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             arrow::error::ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") => {
                 "23502"
             }
+            arrow::error::ArrowError::InvalidArgumentError(m)
+            | arrow::error::ArrowError::CastError(m)
+                if out_of_range(m) =>
+            {
+                "22003"
+            }
             arrow::error::ArrowError::CastError(_) | arrow::error::ArrowError::ParseError(_) => {
                 "22P02"
             }
@@ -163,22 +181,37 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         }
         DataFusionError::Shared(inner) => datafusion_sqlstate(inner),
         DataFusionError::Collection(errs) => errs.first().map_or("XX000", datafusion_sqlstate),
+        DataFusionError::Execution(msg) if out_of_range(msg) => "22003",
         DataFusionError::Execution(msg) if msg.contains("Cannot cast") => "22P02",
         DataFusionError::External(_) => "XX000",
         _ => "XX000",
     }
 }
 
+/// Whether an Arrow or DataFusion message says a value does not fit a type.
+fn out_of_range(msg: &str) -> bool {
+    msg.contains("too large to store")
+        || msg.contains("Overflow")
+        || msg.contains("overflow")
+        || msg.contains("out of range")
+        // Arrow's wording for a number that does not fit the target type
+        // (text that does not parse reads "Cannot cast string …").
+        || msg.contains("Can't cast value")
+}
+
 /// DataFusion prefixes messages with its phase ("Error during planning: ");
 /// users get the sentence itself.
+/// An error wrapped in context ("Optimizer rule … failed") is told by its
+/// root cause.
 fn strip_prefixes(e: &DataFusionError) -> String {
-    let s = e.to_string();
+    let s = e.find_root().to_string();
     for p in [
         "Error during planning: ",
         "Execution error: ",
         "This feature is not implemented: ",
         "Schema error: ",
         "Arrow error: ",
+        "Cast error: ",
     ] {
         if let Some(rest) = s.strip_prefix(p) {
             return rest.to_string();

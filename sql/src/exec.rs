@@ -5,11 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result, Statistics};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -28,6 +29,7 @@ pub struct TesseraScanExec {
     predicate: Option<Predicate>,
     limit: Option<usize>,
     schema: SchemaRef,
+    statistics: Arc<Statistics>,
     properties: Arc<PlanProperties>,
 }
 
@@ -40,6 +42,7 @@ impl TesseraScanExec {
         report: ScanReport,
         predicate: Option<Predicate>,
         limit: Option<usize>,
+        statistics: Statistics,
     ) -> Self {
         let n = partitions.len().max(1);
         let properties = PlanProperties::new(
@@ -55,6 +58,7 @@ impl TesseraScanExec {
             predicate,
             limit,
             schema,
+            statistics: Arc::new(statistics),
             properties: Arc::new(properties),
         }
     }
@@ -119,6 +123,18 @@ impl ExecutionPlan for TesseraScanExec {
         _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        Ok(match args.partition() {
+            None => Arc::clone(&self.statistics),
+            // Per-segment figures are not kept apart; a partition is unknown.
+            Some(_) => Arc::new(Statistics::new_unknown(&self.schema)),
+        })
     }
 
     fn with_new_children(

@@ -31,10 +31,11 @@ pub mod parser;
 pub mod provider;
 pub mod pushdown;
 mod session;
+pub mod stats;
 pub mod types;
 
 pub use datafusion;
 pub use error::{Result, SqlError};
 pub use provider::TesseraTable;
-pub use session::{CATALOG, DEFAULT_SCHEMA, EngineOptions, QueryOutput, SqlEngine};
+pub use session::{CATALOG, DEFAULT_SCHEMA, EngineOptions, QueryOutput, QueryStream, SqlEngine};
 pub use tessera_storage as storage;

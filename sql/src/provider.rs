@@ -37,6 +37,7 @@ use tessera_storage::{Mutation, Predicate, ROW_ID_COLUMN, ScanOptions, Store};
 use crate::error::SqlError;
 use crate::exec::TesseraScanExec;
 use crate::pushdown::to_predicate;
+use crate::session::EngineOptions;
 
 /// A storage table as DataFusion sees it.
 #[derive(Debug, Clone)]
@@ -46,18 +47,21 @@ pub struct TesseraTable {
     name: String,
     schema: SchemaRef,
     pushdown: bool,
+    bulk_insert_bytes: usize,
 }
 
 impl TesseraTable {
-    /// The table `name` (storage name) of `store`. With `pushdown` off,
-    /// every filter stays with DataFusion (for differential tests).
-    pub fn new(store: Store, name: &str, pushdown: bool) -> Result<Self, SqlError> {
+    /// The table `name` (storage name) of `store`. With
+    /// `options.pushdown` off, every filter stays with DataFusion (for
+    /// differential tests).
+    pub fn new(store: Store, name: &str, options: &EngineOptions) -> Result<Self, SqlError> {
         let schema = store.table(name)?.schema();
         Ok(Self {
             store,
             name: name.to_string(),
             schema,
-            pushdown,
+            pushdown: options.pushdown,
+            bulk_insert_bytes: options.bulk_insert_bytes,
         })
     }
 
@@ -181,6 +185,12 @@ impl TableProvider for TesseraTable {
             .scan(&opts)
             .map_err(|e| SqlError::Storage(e).into_datafusion())?;
         let scan_schema = Arc::clone(&scan.schema);
+        let statistics = crate::stats::scan_statistics(
+            &self.schema,
+            &snap.statistics(),
+            &scan_schema,
+            opts.predicate.is_some() || opts.limit.is_some(),
+        );
         let mut plan: Arc<dyn ExecutionPlan> = Arc::new(TesseraScanExec::new(
             self.name.clone(),
             scan.schema,
@@ -188,6 +198,7 @@ impl TableProvider for TesseraTable {
             scan.report,
             predicate,
             opts.limit,
+            statistics,
         ));
         if let Some(cond) = rest.into_iter().reduce(Expr::and) {
             let df_schema = DFSchema::try_from(Arc::clone(&scan_schema))?;
@@ -389,10 +400,8 @@ impl ExecutionPlan for DmlExec {
             Dml::Insert(input) => {
                 let input = Arc::clone(input);
                 Box::pin(async move {
-                    // Everything is read before anything is written: the
-                    // INSERT is one atomic commit.
-                    let batches = datafusion::physical_plan::collect(input, context).await?;
-                    let n = insert(&table, batches).map_err(SqlError::into_datafusion)?;
+                    let stream = datafusion::physical_plan::execute_stream(input, context)?;
+                    let n = insert(table, stream).await?;
                     count_batch(n)
                 })
             }
@@ -447,36 +456,90 @@ fn to_table_schema(table: &TesseraTable, batch: &RecordBatch) -> Result<RecordBa
     }
     let mut cols = Vec::with_capacity(batch.num_columns());
     for (col, f) in batch.columns().iter().zip(schema.fields()) {
-        if col.data_type() == f.data_type() {
-            cols.push(Arc::clone(col));
-        } else {
-            let opts = arrow::compute::CastOptions {
-                safe: false,
-                ..Default::default()
-            };
-            let c = arrow::compute::cast_with_options(col, f.data_type(), &opts)
-                .map_err(|e| SqlError::InvalidText(format!("column \"{}\": {e}", f.name())))?;
-            cols.push(c);
-        }
+        cols.push(crate::types::cast_to(col, f)?);
     }
     let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(Arc::clone(schema), cols, &opts)
         .map_err(|e| SqlError::Storage(tessera_storage::Error::SchemaMismatch(e.to_string())))
 }
 
-fn insert(table: &TesseraTable, batches: Vec<RecordBatch>) -> Result<u64, SqlError> {
-    let mut m = Mutation::new();
-    let mut n = 0;
-    for b in &batches {
-        let b = to_table_schema(table, b)?;
+/// Runs an `INSERT`: atomic either way. Small inputs are gathered and
+/// committed through the log as one record; past
+/// [`EngineOptions::bulk_insert_bytes`] the rows stream into new segment files
+/// published in one manifest version, so memory stays bounded and there is
+/// no limit on the size of an `INSERT … SELECT`.
+async fn insert(table: TesseraTable, mut input: SendableRecordBatchStream) -> Result<u64> {
+    let mut gathered = Vec::new();
+    let mut bytes = 0usize;
+    let mut n = 0u64;
+    while let Some(b) = input.next().await {
+        let b = to_table_schema(&table, &b?).map_err(SqlError::into_datafusion)?;
+        crate::types::check_lengths(&b, &table.schema, n + 1).map_err(SqlError::into_datafusion)?;
         n += b.num_rows() as u64;
-        m.append(&table.name, b);
+        bytes += b.get_array_memory_size();
+        gathered.push(b);
+        if bytes > table.bulk_insert_bytes {
+            return bulk_insert(table, gathered, n, input).await;
+        }
     }
     if n > 0 {
+        let mut m = Mutation::new();
+        for b in gathered {
+            m.append(&table.name, b);
+        }
         let mut w = table.store.writer();
-        w.commit(m)?;
+        w.commit(m)
+            .map_err(|e| SqlError::Storage(e).into_datafusion())?;
     }
     Ok(n)
+}
+
+/// The rest of a large `INSERT`: a blocking thread writes segments while
+/// this task feeds it batches through a small channel (backpressure).
+async fn bulk_insert(
+    table: TesseraTable,
+    gathered: Vec<RecordBatch>,
+    mut n: u64,
+    mut input: SendableRecordBatchStream,
+) -> Result<u64> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, SqlError>>(4);
+    let store = table.store.clone();
+    let name = table.name.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let batches = std::iter::from_fn(move || rx.blocking_recv());
+        store.bulk_load::<SqlError>(&name, batches)
+    });
+    let feed = async {
+        for b in gathered {
+            if tx.send(Ok(b)).await.is_err() {
+                return;
+            }
+        }
+        while let Some(b) = input.next().await {
+            let b = b.map_err(SqlError::from).and_then(|b| {
+                let b = to_table_schema(&table, &b)?;
+                crate::types::check_lengths(&b, &table.schema, n + 1)?;
+                n += b.num_rows() as u64;
+                Ok(b)
+            });
+            let failed = b.is_err();
+            // A failed batch ends the load: bulk_load aborts on it and
+            // nothing of the statement is published.
+            if tx.send(b).await.is_err() || failed {
+                return;
+            }
+        }
+    };
+    feed.await;
+    drop(tx);
+    writer
+        .await
+        .map_err(|e| {
+            datafusion::error::DataFusionError::Execution(format!(
+                "the thread writing the INSERT's segments ended unexpectedly: {e}"
+            ))
+        })?
+        .map_err(SqlError::into_datafusion)
 }
 
 /// DELETE (`set = None`) or UPDATE: finds the rows where every filter is
@@ -496,6 +559,7 @@ fn rewrite(
         ..ScanOptions::default()
     })?;
     let mut ids: Vec<u64> = Vec::new();
+    let mut n_updated = 0u64;
     let mut m = Mutation::new();
     let ncols = table.schema.fields().len();
     for part in scan.partitions {
@@ -530,23 +594,12 @@ fn rewrite(
                         .evaluate(&matched)
                         .and_then(|v| v.into_array(matched.num_rows()))
                         .map_err(SqlError::from)?;
-                    let f = table.schema.field(*i);
-                    cols[*i] = if v.data_type() == f.data_type() {
-                        v
-                    } else {
-                        let opts = arrow::compute::CastOptions {
-                            safe: false,
-                            ..Default::default()
-                        };
-                        arrow::compute::cast_with_options(&v, f.data_type(), &opts).map_err(
-                            |e| SqlError::InvalidText(format!("column \"{}\": {e}", f.name())),
-                        )?
-                    };
+                    cols[*i] = crate::types::cast_to(&v, table.schema.field(*i))?;
                 }
-                m.append(
-                    &table.name,
-                    RecordBatch::try_new(Arc::clone(&table.schema), cols)?,
-                );
+                let updated = RecordBatch::try_new(Arc::clone(&table.schema), cols)?;
+                crate::types::check_lengths(&updated, &table.schema, n_updated + 1)?;
+                n_updated += updated.num_rows() as u64;
+                m.append(&table.name, updated);
             }
         }
     }

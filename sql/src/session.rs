@@ -40,6 +40,10 @@ pub struct EngineOptions {
     /// Memory limit for query execution in bytes; exceeding it is an error
     /// with SQLSTATE 53200, not an abort.
     pub memory_limit: Option<usize>,
+    /// Input bytes past which an `INSERT` stops gathering its rows into one
+    /// log record and streams them into new segment files instead (still
+    /// atomic; memory stays bounded). 64 MiB by default.
+    pub bulk_insert_bytes: usize,
 }
 
 impl Default for EngineOptions {
@@ -47,6 +51,7 @@ impl Default for EngineOptions {
         Self {
             pushdown: true,
             memory_limit: None,
+            bulk_insert_bytes: 64 << 20,
         }
     }
 }
@@ -74,6 +79,44 @@ impl QueryOutput {
     /// Number of result rows.
     pub fn row_count(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// The result of one statement as a stream of batches: a query's rows are
+/// produced as the consumer asks for them (nothing is buffered beyond
+/// DataFusion's operators); other statements have run when this is returned.
+pub struct QueryStream {
+    /// Result columns.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub stream: datafusion::physical_plan::SendableRecordBatchStream,
+    /// The command tag; for a query, `SELECT` (the count is known at the end).
+    pub tag: String,
+}
+
+impl std::fmt::Debug for QueryStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryStream")
+            .field("schema", &self.schema)
+            .field("tag", &self.tag)
+            .finish()
+    }
+}
+
+impl QueryStream {
+    fn from_output(out: QueryOutput) -> Self {
+        let schema = Arc::clone(&out.schema);
+        let batches = out.batches.into_iter().map(Ok);
+        Self {
+            stream: Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    Arc::clone(&schema),
+                    futures::stream::iter(batches),
+                ),
+            ),
+            schema,
+            tag: out.tag,
+        }
     }
 }
 
@@ -205,6 +248,25 @@ impl SqlEngine {
             out.push(self.run(stmt).await?);
         }
         Ok(out)
+    }
+
+    /// Runs one parsed statement, streaming a query's rows.
+    pub async fn run_stream(&self, stmt: Statement) -> Result<QueryStream> {
+        match stmt {
+            Statement::Sql(s) if matches!(*s, ast::Statement::Query(_)) => {
+                let state = self.ctx.state();
+                let plan = state.statement_to_plan(DFStatement::Statement(s)).await?;
+                let df = self.ctx.execute_logical_plan(plan).await?;
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let stream = df.execute_stream().await?;
+                Ok(QueryStream {
+                    schema,
+                    stream,
+                    tag: "SELECT".into(),
+                })
+            }
+            other => Ok(QueryStream::from_output(self.run(other).await?)),
+        }
     }
 
     /// Runs one parsed statement.
@@ -657,9 +719,17 @@ impl SqlEngine {
         };
         let progress = self.progress.lock().clone();
         let batches = copy::read(&path, &opts, file_schema, progress)?;
+        let mut seen = 0u64;
+        let label = name.to_string();
         let n = self.store.bulk_load(
             &name.storage(),
-            batches.map(|b| b.and_then(|b| copy::widen(b, &table_schema, &name.to_string()))),
+            batches.map(|b| {
+                b.and_then(|b| {
+                    let first = seen + 1;
+                    seen += b.num_rows() as u64;
+                    copy::widen(b, &table_schema, &label, first)
+                })
+            }),
         )?;
         Ok(QueryOutput::command(format!("COPY {n}")))
     }
@@ -691,7 +761,7 @@ impl SqlEngine {
         let schema = self
             .schema(&name.schema)
             .ok_or_else(|| SqlError::UndefinedSchema(name.schema.clone()))?;
-        let table = TesseraTable::new(self.store.clone(), &name.storage(), self.options.pushdown)?;
+        let table = TesseraTable::new(self.store.clone(), &name.storage(), &self.options)?;
         schema.deregister_table(&name.name)?;
         schema.register_table(name.name.clone(), Arc::new(table))?;
         Ok(())

@@ -2,13 +2,16 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, TimeUnit};
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::sql::sqlparser::ast::{self, ExactNumberInfo};
 
 use crate::error::{Result, SqlError};
 
 /// Field metadata key marking a text column that holds JSON.
 pub const JSON_METADATA: &str = "tessera.json";
+/// Field metadata key holding the declared length of `VARCHAR(n)` / `CHAR(n)`.
+pub const MAX_LENGTH_METADATA: &str = "tessera.max_length";
 
 /// The Arrow type of a SQL column type, and whether it is JSON.
 pub fn arrow_type(t: &ast::DataType) -> Result<(DataType, bool)> {
@@ -72,13 +75,133 @@ pub fn arrow_type(t: &ast::DataType) -> Result<(DataType, bool)> {
     Ok((dt, false))
 }
 
+/// The declared length of a `VARCHAR(n)` or `CHAR(n)` type.
+fn declared_length(t: &ast::DataType) -> Option<u64> {
+    use ast::DataType as T;
+    match t {
+        T::Varchar(Some(l))
+        | T::CharVarying(Some(l))
+        | T::Char(Some(l))
+        | T::Character(Some(l)) => match l {
+            ast::CharacterLength::IntegerLength { length, .. } => Some(*length),
+            ast::CharacterLength::Max => None,
+        },
+        _ => None,
+    }
+}
+
 /// A column definition as an Arrow field.
 pub fn field(name: &str, t: &ast::DataType, nullable: bool) -> Result<Field> {
     let (dt, json) = arrow_type(t)?;
-    let f = Field::new(name, dt, nullable);
-    Ok(if json {
-        f.with_metadata([(JSON_METADATA.to_string(), "true".to_string())].into())
-    } else {
-        f
+    let mut meta = std::collections::HashMap::new();
+    if json {
+        meta.insert(JSON_METADATA.to_string(), "true".to_string());
+    }
+    if let Some(n) = declared_length(t) {
+        if n == 0 {
+            return Err(SqlError::InvalidParameter(format!(
+                "length for type {t} must be at least 1"
+            )));
+        }
+        meta.insert(MAX_LENGTH_METADATA.to_string(), n.to_string());
+    }
+    Ok(Field::new(name, dt, nullable).with_metadata(meta))
+}
+
+/// The declared maximum length (in characters) of a text column.
+pub fn max_length(f: &Field) -> Option<usize> {
+    f.metadata()
+        .get(MAX_LENGTH_METADATA)
+        .and_then(|n| n.parse().ok())
+}
+
+/// Checks every `VARCHAR(n)` column of `batch` (which has `schema`'s
+/// columns). `first_row` numbers the batch's first row in the statement's
+/// input (1-based) for the message.
+pub fn check_lengths(batch: &RecordBatch, schema: &Schema, first_row: u64) -> Result<()> {
+    for (i, f) in schema.fields().iter().enumerate() {
+        let (Some(max), Some(col)) = (max_length(f), batch.columns().get(i)) else {
+            continue;
+        };
+        let Some(strings) = col.as_string_opt::<i32>() else {
+            continue;
+        };
+        // Bytes bound characters from above: only long strings are counted.
+        for (row, v) in strings.iter().enumerate() {
+            if let Some(v) = v
+                && v.len() > max
+                && v.chars().count() > max
+            {
+                return Err(SqlError::StringTooLong(format!(
+                    "value too long for type character varying({max}) in column \"{}\" (row {} of the input)",
+                    f.name(),
+                    first_row + row as u64
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Casts a column computed by a query to a table column's type, with
+/// PostgreSQL's error classes: a value out of the type's range is 22003, a
+/// value that does not parse 22P02.
+pub fn cast_to(col: &ArrayRef, f: &Field) -> Result<ArrayRef> {
+    if col.data_type() == f.data_type() {
+        return Ok(Arc::clone(col));
+    }
+    let opts = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    arrow::compute::cast_with_options(col, f.data_type(), &opts).map_err(|e| {
+        let msg = e.to_string();
+        let numeric_target = f.data_type().is_numeric();
+        let overflow = msg.contains("too large")
+            || msg.contains("overflow")
+            || msg.contains("Overflow")
+            || (numeric_target && col.data_type().is_numeric());
+        if overflow {
+            SqlError::NumericOutOfRange(format!(
+                "value out of range for column \"{}\" of type {}: {msg}",
+                f.name(),
+                sql_name(f.data_type())
+            ))
+        } else {
+            SqlError::InvalidText(format!("column \"{}\": {msg}", f.name()))
+        }
     })
+}
+
+/// The SQL name of a stored Arrow type, for messages.
+pub fn sql_name(dt: &DataType) -> String {
+    match dt {
+        DataType::Boolean => "boolean".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "integer".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Decimal128(p, s) => format!("numeric({p},{s})"),
+        DataType::Utf8 => "text".into(),
+        DataType::Date32 => "date".into(),
+        DataType::Timestamp(_, None) => "timestamp".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
+        DataType::List(_) => "text[]".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A batch of `schema` from `columns`, keeping `rows` even with no columns.
+pub fn batch_with_rows(
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch> {
+    let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &opts,
+    )?)
 }

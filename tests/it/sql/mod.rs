@@ -1,5 +1,6 @@
 //! The SQL layer, end to end through the embedded `Database`.
 
 mod cli;
+mod engine_api;
 mod pushdown_diff;
 mod slt;

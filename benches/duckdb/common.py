@@ -1,0 +1,25 @@
+"""Helpers shared by the DuckDB comparison scripts."""
+
+import statistics
+import time
+
+
+def median_time(fn, runs, warmup=1):
+    """Median wall time of fn() over `runs` calls, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def fetch_arrow(con, q):
+    """Runs q and fetches the result as an Arrow table (API names vary across DuckDB releases)."""
+    res = con.sql(q)
+    for name in ("to_arrow_table", "fetch_arrow_table", "arrow"):
+        if hasattr(res, name):
+            return getattr(res, name)()
+    raise RuntimeError("this DuckDB cannot return Arrow tables")
