@@ -35,12 +35,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
+pub use error::{EngineError, Result};
 use tessera_sql::SqlEngine;
 pub use tessera_sql::datafusion::arrow as engine_arrow;
 use tessera_sql::datafusion::arrow::array::RecordBatch;
 pub use tessera_sql::storage::{CompactionReport, VerifyReport};
 use tessera_sql::storage::{Options, Store, sim::SimVfs};
 pub use tessera_sql::{EngineOptions, QueryOutput, QueryStream, SqlError};
+
+pub mod datagen;
+mod error;
+pub mod identity;
 
 /// Formats batches as an aligned text table (with the header even when
 /// there are no rows).
@@ -75,12 +80,9 @@ impl Iterator for RowStream {
     fn next(&mut self) -> Option<Self::Item> {
         use futures::StreamExt;
         let next = self.db.inner.runtime.block_on(self.inner.stream.next());
-        next.map(|r| r.map_err(SqlError::from))
+        next.map(|r| r.map_err(|e| EngineError::Sql(SqlError::from(e))))
     }
 }
-
-/// Result alias of the engine.
-pub type Result<T, E = SqlError> = std::result::Result<T, E>;
 
 /// An embedded Tessera database. Cheap to clone; thread-safe.
 #[derive(Debug, Clone)]
@@ -118,9 +120,10 @@ impl Database {
             .thread_name("tessera-query")
             .build()
             .map_err(|e| {
-                SqlError::Storage(tessera_sql::storage::Error::InvalidInput(format!(
-                    "cannot start the query runtime: {e}"
-                )))
+                EngineError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot start the query runtime: {e}"),
+                ))
             })?;
         let engine = runtime.block_on(SqlEngine::open(store, options))?;
         Ok(Database {
@@ -163,26 +166,36 @@ impl Database {
 
     /// Runs SQL and returns every statement's output with its command tag.
     pub fn execute(&self, query: &str) -> Result<Vec<QueryOutput>> {
-        self.inner
-            .runtime
-            .block_on(self.inner.engine.execute(query))
+        self.inner.runtime.block_on(self.execute_async(query))
     }
 
     /// Splits SQL text into statements without running them.
     pub fn parse(&self, query: &str) -> Result<Vec<tessera_sql::parser::Statement>> {
-        tessera_sql::parser::parse(query)
+        Ok(tessera_sql::parser::parse(query)?)
     }
 
     /// Runs one parsed statement.
     pub fn run(&self, statement: tessera_sql::parser::Statement) -> Result<QueryOutput> {
-        self.inner
-            .runtime
-            .block_on(self.inner.engine.run(statement))
+        self.inner.runtime.block_on(self.run_async(statement))
     }
 
     /// [`Database::execute`] for async callers.
     pub async fn sql_async(&self, query: &str) -> Result<Vec<QueryOutput>> {
-        self.inner.engine.execute(query).await
+        self.execute_async(query).await
+    }
+
+    async fn execute_async(&self, query: &str) -> Result<Vec<QueryOutput>> {
+        let mut out = Vec::new();
+        for stmt in tessera_sql::parser::parse(query)? {
+            out.push(self.run_async(stmt).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs one statement: the engine's own (UNIFY, …) here, the rest in
+    /// the SQL layer.
+    async fn run_async(&self, statement: tessera_sql::parser::Statement) -> Result<QueryOutput> {
+        Ok(self.inner.engine.run(statement).await?)
     }
 
     /// Appends a batch to `table` (`name` or `schema.name`), durably.

@@ -229,9 +229,7 @@ pub fn run(
 ) -> tessera_engine::Result<()> {
     let fresh = !dir.exists();
     let db = Database::open(dir)?;
-    let io = |e: std::io::Error| {
-        tessera_engine::SqlError::Unsupported(format!("writing to the terminal ({e})"))
-    };
+    let io = tessera_engine::EngineError::Io;
     writeln!(out, "Tessera demo: database in {}", dir.display()).map_err(io)?;
     if fresh || db.sql("SELECT count(*) FROM crm_contacts").is_err() {
         let t = std::time::Instant::now();

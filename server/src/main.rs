@@ -43,6 +43,22 @@ enum Command {
         #[arg(long)]
         db: PathBuf,
     },
+    /// Write realistic multi-channel customer data, with the true person of
+    /// every row (truth.csv), as CSV and Parquet files.
+    Gen {
+        /// How many persons.
+        #[arg(long, default_value_t = 100_000)]
+        persons: u64,
+        /// Seed: the same seed writes the same data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Which files: csv, parquet or both.
+        #[arg(long, default_value = "both", value_parser = ["csv", "parquet", "both"])]
+        format: String,
+    },
     /// Create a database of sample customer data and query it.
     Demo {
         /// Where to create it.
@@ -132,6 +148,45 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             println!(
                 "compacted: {} segments rewritten into {}, {} deleted rows purged",
                 r.segments_removed, r.segments_written, r.rows_purged
+            );
+        }
+        Command::Gen {
+            persons,
+            seed,
+            out: dir,
+            format,
+        } => {
+            let formats = tessera_engine::datagen::Formats {
+                csv: format != "parquet",
+                parquet: format != "csv",
+            };
+            let started = std::time::Instant::now();
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let opts = tessera_engine::datagen::GenOptions::new(persons, seed);
+            let written = tessera_engine::datagen::write_dataset(&opts, &dir, formats, |done| {
+                if tty {
+                    eprint!("\rgenerating: {done} of {persons} persons");
+                }
+            })
+            .map_err(|e| {
+                eprintln!("{}", print::error(&e));
+                ExitCode::FAILURE
+            })?;
+            if tty {
+                eprintln!();
+            }
+            for (t, n) in &written.rows {
+                println!("{t:>16}: {n} rows");
+            }
+            println!(
+                "wrote {} files to {} in {:.1} s (seed {seed}); truth.* gives the person of every row",
+                written.files.len(),
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+            println!(
+                "load them: tessera sql --db DB -f {}",
+                dir.join("load.sql").display()
             );
         }
         Command::Demo { db, customers } => {

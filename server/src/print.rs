@@ -1,6 +1,6 @@
 //! Printing results and errors for a person at a terminal.
 
-use tessera_engine::{QueryOutput, SqlError};
+use tessera_engine::{EngineError, QueryOutput};
 
 /// Rows as an aligned table, followed by the row count; statements without
 /// rows print their command tag.
@@ -17,6 +17,6 @@ pub fn table(out: &QueryOutput) -> String {
 }
 
 /// An error as psql shows it: `ERROR:  <message>` with its SQLSTATE.
-pub fn error(e: &SqlError) -> String {
+pub fn error(e: &EngineError) -> String {
     format!("ERROR:  {e}\nSQLSTATE: {}", e.sqlstate())
 }

@@ -71,3 +71,12 @@ pub fn batch_counts(store: &Store, table: &str) -> std::collections::BTreeMap<i6
     }
     out
 }
+
+/// A number from environment variable `name` (a test's size knob), or
+/// `default` when it is unset or not a number.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}

@@ -9,11 +9,11 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use sqllogictest::{DBOutput, DefaultColumnType};
-use tessera_engine::{Database, SqlError};
+use tessera_engine::{Database, EngineError};
 
 /// The error a statement returned, with its SQLSTATE.
 #[derive(Debug)]
-pub struct SltError(pub SqlError);
+pub struct SltError(pub EngineError);
 
 impl std::fmt::Display for SltError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,7 +32,7 @@ pub struct TesseraSlt {
 
 impl TesseraSlt {
     /// A fresh database in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, SqlError> {
+    pub fn open(dir: &Path) -> Result<Self, EngineError> {
         Ok(Self {
             dir: dir.to_path_buf(),
             db: Some(Database::open(dir)?),

@@ -161,10 +161,7 @@ fn ids(db: &Database, sql: &str) -> Vec<i64> {
 
 #[test]
 fn pushdown_results_equal_datafusion_filtering() {
-    let seeds: u64 = std::env::var("TESSERA_DIFF_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+    let seeds: u64 = tessera_tests::env_or("TESSERA_DIFF_SEEDS", 6);
     let mut pushed = 0;
     for seed in 0..seeds {
         let dir = tempfile::tempdir().unwrap();

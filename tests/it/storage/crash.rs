@@ -16,10 +16,7 @@ use tessera_tests::{BATCH_ROWS, batch_counts};
 
 #[test]
 fn acknowledged_batches_survive_sigkill() {
-    let iterations: usize = std::env::var("TESSERA_CRASH_ITERATIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
+    let iterations: usize = tessera_tests::env_or("TESSERA_CRASH_ITERATIONS", 50);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let mut rng = StdRng::seed_from_u64(0x7e55e7a);

@@ -207,10 +207,7 @@ fn ids(batches: &[RecordBatch]) -> BTreeSet<i64> {
 
 #[test]
 fn index_and_zone_map_scans_equal_brute_force() {
-    let seeds: u64 = std::env::var("TESSERA_DIFF_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(24);
+    let seeds: u64 = tessera_tests::env_or("TESSERA_DIFF_SEEDS", 24);
     let mut total_index_lookups = 0;
     let mut total_pruned = 0;
     for seed in 0..seeds {

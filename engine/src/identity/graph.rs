@@ -1,0 +1,658 @@
+//! The identity graph: identifier values linked by the records they appear
+//! in, kept as an incremental union-find whose components are profiles.
+//!
+//! ## How one record is resolved ([`IdentityGraph::add_record`])
+//!
+//! 1. Each raw identifier is normalised ([`Normalizer`]); empty, malformed,
+//!    built-in junk, blocklisted and detected-junk values are dropped.
+//! 2. The rest are ordered by their kind's priority (the order of
+//!    [`GraphConfig::kinds`]); the first is the record's *anchor*. If the
+//!    anchor value is new, it starts a profile with the next id.
+//! 3. Every other value is linked to the anchor's profile unless that would
+//!    break a rule, in which case the link is dropped (and counted):
+//!    - **limits**: a profile holds at most `limit` distinct values of a kind
+//!      (`customer_id.limit = 1`: two customer ids never share a profile);
+//!    - **weak kinds** (devices): a weak value never joins two profiles that
+//!      both hold strong identifiers; it attaches records to a person, it does
+//!      not merge people (a family tablet does not make one customer of a
+//!      household).
+//!
+//!    A new value whose link is dropped starts its own profile.
+//! 4. When two profiles merge, the older (smaller) id survives; the other
+//!    is retired, and the merge is appended to the lineage.
+//!
+//! A record's profile is that of its anchor value, looked up now
+//! ([`IdentityGraph::resolve`]): it follows merges, so it is always current.
+//!
+//! Links are applied in arrival order; with limits, a different order can
+//! drop a different link (as in every deterministic CDP). Re-running over
+//! the same rows in the same order gives the same ids.
+//!
+//! ## Junk values
+//!
+//! Besides the built-in list and the user's blocklist, a value that is seen
+//! with more than `max_links` distinct strong values of other kinds is junk
+//! (`test@shop.com` typed at a till for every walk-in customer). A full run
+//! counts these links first ([`IdentityGraph::detect_junk`]); appended rows
+//! are checked as they come: a value whose links are refused `max_links`
+//! times becomes junk from then on.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use hashbrown::hash_map::HashMap;
+
+use super::normalize::{Normalizer, Region};
+
+/// A profile id: dense, never reused, never changing meaning.
+pub type ProfileId = u64;
+
+/// One kind of identifier (`email`, `phone`, `customer_id`, `device_id`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KindSpec {
+    /// Its name in UNIFY.
+    pub name: String,
+    /// How its values are normalised.
+    pub normalizer: Normalizer,
+    /// How many distinct values of the kind one profile may hold.
+    pub limit: Option<u32>,
+    /// Whether a value of the kind identifies a person on its own (weak
+    /// kinds, devices, only attach records to profiles).
+    pub strong: bool,
+}
+
+/// How identifiers are matched.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GraphConfig {
+    /// The kinds, highest priority first.
+    pub kinds: Vec<KindSpec>,
+    /// The region national phone numbers belong to.
+    pub region: Region,
+    /// Normalised values that identify nobody, per kind index.
+    pub blocklist: Vec<(usize, String)>,
+    /// Junk detection: a value linked to more distinct strong values of
+    /// other kinds than this is junk. `None` turns detection off.
+    pub max_links: Option<u32>,
+}
+
+/// Why a value was excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum JunkReason {
+    /// On the user's blocklist.
+    Blocklist,
+    /// Linked to too many distinct strong identifiers.
+    TooManyLinks,
+}
+
+/// A merge in the lineage.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Merge {
+    /// The profile retired by the merge.
+    pub merged: ProfileId,
+    /// The profile that absorbed it (the older one).
+    pub survivor: ProfileId,
+    /// The kind of the value that linked them.
+    pub kind: usize,
+    /// The value that linked them (normalised).
+    pub value: String,
+    /// Sequence number of the record that caused the merge.
+    pub record: u64,
+}
+
+/// Counters of what resolution did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GraphStats {
+    /// Records resolved.
+    pub records: u64,
+    /// Records without a single usable identifier.
+    pub records_without_identifier: u64,
+    /// Raw values dropped as empty, malformed or built-in junk.
+    pub values_unusable: u64,
+    /// Links dropped because a limit would have been broken.
+    pub links_dropped_limit: u64,
+    /// Links dropped because a weak value would have merged two people.
+    pub links_dropped_weak: u64,
+    /// Merges of two profiles.
+    pub merges: u64,
+}
+
+/// The identity graph of one profile space.
+#[derive(Debug, Clone)]
+pub struct IdentityGraph {
+    config: GraphConfig,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// Interned values: node -> (kind, bytes in `arena`).
+    arena: String,
+    spans: Vec<(u32, u32)>,
+    kinds: Vec<u8>,
+    index: HashTable<u32>,
+    /// Union-find.
+    parent: Vec<u32>,
+    rank: Vec<u8>,
+    /// At a root: its profile.
+    profile: Vec<ProfileId>,
+    /// At a root: distinct values per kind (stride = number of kinds).
+    counts: Vec<u16>,
+    /// At a root: how many strong values it holds.
+    strong: Vec<u32>,
+    /// Profile -> its root node (for live profiles).
+    roots: Vec<u32>,
+    /// Retired profile -> survivor.
+    retired: HashMap<ProfileId, ProfileId>,
+    merges: Vec<Merge>,
+    junk: HashMap<(u8, String), JunkReason>,
+    refused: HashMap<u32, u32>,
+    stats: GraphStats,
+}
+
+impl IdentityGraph {
+    /// An empty graph.
+    pub fn new(config: GraphConfig) -> Self {
+        let mut junk = HashMap::new();
+        for (k, v) in &config.blocklist {
+            if let Ok(k) = u8::try_from(*k) {
+                junk.insert((k, v.clone()), JunkReason::Blocklist);
+            }
+        }
+        Self {
+            config,
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            arena: String::new(),
+            spans: Vec::new(),
+            kinds: Vec::new(),
+            index: HashTable::new(),
+            parent: Vec::new(),
+            rank: Vec::new(),
+            profile: Vec::new(),
+            counts: Vec::new(),
+            strong: Vec::new(),
+            roots: Vec::new(),
+            retired: HashMap::new(),
+            merges: Vec::new(),
+            junk,
+            refused: HashMap::new(),
+            stats: GraphStats::default(),
+        }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &GraphConfig {
+        &self.config
+    }
+
+    /// What resolution did so far.
+    pub fn stats(&self) -> &GraphStats {
+        &self.stats
+    }
+
+    /// The merge lineage, oldest first.
+    pub fn merges(&self) -> &[Merge] {
+        &self.merges
+    }
+
+    /// The excluded values: (kind, value, why), sorted.
+    pub fn junk(&self) -> Vec<(usize, String, JunkReason)> {
+        let mut v: Vec<_> = self
+            .junk
+            .iter()
+            .map(|((k, s), r)| (usize::from(*k), s.clone(), *r))
+            .collect();
+        v.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        v
+    }
+
+    /// Number of distinct identifier values.
+    pub fn values(&self) -> usize {
+        self.parent.len()
+    }
+
+    /// Number of profile ids handed out (live and retired).
+    pub fn profiles_created(&self) -> u64 {
+        self.roots.len() as u64
+    }
+
+    /// Number of live profiles.
+    pub fn live_profiles(&self) -> u64 {
+        self.roots.len() as u64 - self.retired.len() as u64
+    }
+
+    /// The surviving profile of `id` (itself unless merged away).
+    pub fn survivor(&self, mut id: ProfileId) -> ProfileId {
+        while let Some(s) = self.retired.get(&id) {
+            id = *s;
+        }
+        id
+    }
+
+    fn value(&self, node: u32) -> &str {
+        let (start, len) = self.spans[node as usize];
+        &self.arena[start as usize..(start + len) as usize]
+    }
+
+    fn hash(&self, kind: u8, v: &str) -> u64 {
+        self.hasher.hash_one((kind, v))
+    }
+
+    fn lookup(&self, kind: u8, v: &str) -> Option<u32> {
+        let h = self.hash(kind, v);
+        self.index
+            .find(h, |&n| self.kinds[n as usize] == kind && self.value(n) == v)
+            .copied()
+    }
+
+    fn insert(&mut self, kind: u8, v: &str) -> u32 {
+        let node = self.parent.len() as u32;
+        let start = self.arena.len() as u32;
+        self.arena.push_str(v);
+        self.spans.push((start, v.len() as u32));
+        self.kinds.push(kind);
+        self.parent.push(node);
+        self.rank.push(0);
+        self.profile.push(0);
+        self.strong.push(0);
+        self.counts
+            .extend(std::iter::repeat_n(0, self.config.kinds.len()));
+        let h = self.hash(kind, v);
+        let Self {
+            index,
+            hasher,
+            kinds,
+            spans,
+            arena,
+            ..
+        } = self;
+        index.insert_unique(h, node, |&n| {
+            let (s, l) = spans[n as usize];
+            hasher.hash_one((kinds[n as usize], &arena[s as usize..(s + l) as usize]))
+        });
+        node
+    }
+
+    fn find(&mut self, mut n: u32) -> u32 {
+        let mut root = n;
+        while self.parent[root as usize] != root {
+            root = self.parent[root as usize];
+        }
+        while self.parent[n as usize] != root {
+            let next = self.parent[n as usize];
+            self.parent[n as usize] = root;
+            n = next;
+        }
+        root
+    }
+
+    fn find_const(&self, mut n: u32) -> u32 {
+        while self.parent[n as usize] != n {
+            n = self.parent[n as usize];
+        }
+        n
+    }
+
+    fn count(&self, root: u32, kind: usize) -> u32 {
+        u32::from(self.counts[root as usize * self.config.kinds.len() + kind])
+    }
+
+    /// Normalises a record's raw identifiers (kind index, raw text) into
+    /// usable values, highest priority first, without duplicates.
+    pub fn normalize(&self, raw: &[(usize, &str)]) -> Vec<(u8, String)> {
+        let mut out: Vec<(u8, String)> = Vec::with_capacity(raw.len());
+        for (k, v) in raw {
+            let Some(spec) = self.config.kinds.get(*k) else {
+                continue;
+            };
+            let Ok(k8) = u8::try_from(*k) else { continue };
+            let Some(norm) = spec.normalizer.apply(v, self.config.region) else {
+                continue;
+            };
+            if self.junk.contains_key(&(k8, norm.clone())) {
+                continue;
+            }
+            if !out.iter().any(|(ok, ov)| *ok == k8 && *ov == norm) {
+                out.push((k8, norm));
+            }
+        }
+        out.sort_by_key(|(k, _)| *k);
+        out
+    }
+
+    /// The current profile of a record with these raw identifiers, without
+    /// changing the graph: its anchor's profile, or `None` when it has no
+    /// known usable identifier.
+    pub fn resolve(&self, raw: &[(usize, &str)]) -> Option<ProfileId> {
+        self.normalize(raw).iter().find_map(|(k, v)| {
+            self.lookup(*k, v)
+                .map(|n| self.profile[self.find_const(n) as usize])
+        })
+    }
+
+    /// The profile a normalised value belongs to now.
+    pub fn profile_of(&self, kind: usize, normalized: &str) -> Option<ProfileId> {
+        let k = u8::try_from(kind).ok()?;
+        self.lookup(k, normalized)
+            .map(|n| self.profile[self.find_const(n) as usize])
+    }
+
+    /// Adds one record; returns its profile (`None` without any usable
+    /// identifier).
+    pub fn add_record(&mut self, raw: &[(usize, &str)]) -> Option<ProfileId> {
+        let seq = self.stats.records;
+        self.stats.records += 1;
+        let ids = self.normalize(raw);
+        self.stats.values_unusable += raw
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .count()
+            .saturating_sub(ids.len()) as u64;
+        let Some(((ak, av), rest)) = ids.split_first() else {
+            self.stats.records_without_identifier += 1;
+            return None;
+        };
+        let anchor = match self.lookup(*ak, av) {
+            Some(n) => self.find(n),
+            None => self.new_profile(*ak, av),
+        };
+        let mut anchor = anchor;
+        for (k, v) in rest {
+            match self.lookup(*k, v) {
+                Some(n) => {
+                    let r = self.find(n);
+                    if r != anchor {
+                        match self.check(anchor, r, *k) {
+                            Ok(()) => anchor = self.union(anchor, r, *k, v, seq),
+                            Err(()) => self.refuse(n, anchor),
+                        }
+                    }
+                }
+                None => {
+                    let kind = usize::from(*k);
+                    let within = self.config.kinds[kind]
+                        .limit
+                        .is_none_or(|l| self.count(anchor, kind) < l);
+                    if within {
+                        let node = self.insert(*k, v);
+                        self.attach(node, anchor);
+                    } else {
+                        self.stats.links_dropped_limit += 1;
+                        self.new_profile(*k, v);
+                    }
+                }
+            }
+        }
+        Some(self.profile[anchor as usize])
+    }
+
+    fn new_profile(&mut self, kind: u8, v: &str) -> u32 {
+        let node = self.insert(kind, v);
+        let id = self.roots.len() as ProfileId;
+        self.roots.push(node);
+        self.profile[node as usize] = id;
+        self.tally(node, node);
+        node
+    }
+
+    /// Counts `node`'s value into root `root`.
+    fn tally(&mut self, node: u32, root: u32) {
+        let kind = usize::from(self.kinds[node as usize]);
+        let stride = self.config.kinds.len();
+        let c = &mut self.counts[root as usize * stride + kind];
+        *c = c.saturating_add(1);
+        if self.config.kinds[kind].strong {
+            self.strong[root as usize] += 1;
+        }
+    }
+
+    fn attach(&mut self, node: u32, root: u32) {
+        self.parent[node as usize] = root;
+        self.tally(node, root);
+    }
+
+    /// Whether roots `a` and `b` may merge through a value of kind `k`.
+    fn check(&mut self, a: u32, b: u32, k: u8) -> Result<(), ()> {
+        let kind = usize::from(k);
+        if !self.config.kinds[kind].strong
+            && self.strong[a as usize] > 0
+            && self.strong[b as usize] > 0
+        {
+            self.stats.links_dropped_weak += 1;
+            return Err(());
+        }
+        for (i, spec) in self.config.kinds.iter().enumerate() {
+            if let Some(l) = spec.limit
+                && self.count(a, i) + self.count(b, i) > l
+            {
+                self.stats.links_dropped_limit += 1;
+                return Err(());
+            }
+        }
+        Ok(())
+    }
+
+    /// A refused link counts against the value that tried to link: past
+    /// `max_links` refusals it is junk from then on.
+    fn refuse(&mut self, node: u32, _anchor: u32) {
+        let Some(max) = self.config.max_links else {
+            return;
+        };
+        let c = self.refused.entry(node).or_insert(0);
+        *c += 1;
+        if *c > max {
+            let key = (self.kinds[node as usize], self.value(node).to_string());
+            self.junk.entry(key).or_insert(JunkReason::TooManyLinks);
+        }
+    }
+
+    fn union(&mut self, a: u32, b: u32, k: u8, v: &str, record: u64) -> u32 {
+        let (pa, pb) = (self.profile[a as usize], self.profile[b as usize]);
+        let (survivor, merged) = if pa <= pb { (pa, pb) } else { (pb, pa) };
+        let (root, child) = if self.rank[a as usize] >= self.rank[b as usize] {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        if self.rank[root as usize] == self.rank[child as usize] {
+            self.rank[root as usize] = self.rank[root as usize].saturating_add(1);
+        }
+        self.parent[child as usize] = root;
+        let stride = self.config.kinds.len();
+        for i in 0..stride {
+            let add = self.counts[child as usize * stride + i];
+            let c = &mut self.counts[root as usize * stride + i];
+            *c = c.saturating_add(add);
+        }
+        self.strong[root as usize] += self.strong[child as usize];
+        self.profile[root as usize] = survivor;
+        if let Some(r) = usize::try_from(survivor)
+            .ok()
+            .and_then(|s| self.roots.get_mut(s))
+        {
+            *r = root;
+        }
+        self.retired.insert(merged, survivor);
+        self.merges.push(Merge {
+            merged,
+            survivor,
+            kind: usize::from(k),
+            value: v.to_string(),
+            record,
+        });
+        self.stats.merges += 1;
+        root
+    }
+
+    /// A full run's first pass: counts, for every strong value, the distinct
+    /// strong values of other kinds it appears with over `records`, and
+    /// marks as junk those above `max_links`. Returns how many it marked.
+    pub fn detect_junk<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a [(usize, &'a str)]>,
+    ) -> usize {
+        let Some(max) = self.config.max_links else {
+            return 0;
+        };
+        let mut ids: HashMap<(u8, String), u32> = HashMap::new();
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        for raw in records {
+            let vals: Vec<u32> = self
+                .normalize(raw)
+                .into_iter()
+                .filter(|(k, _)| self.config.kinds[usize::from(*k)].strong)
+                .map(|key| {
+                    let n = ids.len() as u32;
+                    *ids.entry(key).or_insert(n)
+                })
+                .collect();
+            for (i, a) in vals.iter().enumerate() {
+                for b in &vals[i + 1..] {
+                    pairs.push((*a, *b));
+                    pairs.push((*b, *a));
+                }
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut degree = vec![0u32; ids.len()];
+        for (a, _) in &pairs {
+            degree[*a as usize] += 1;
+        }
+        let mut marked = 0;
+        for (key, n) in ids {
+            if degree[n as usize] > max {
+                self.junk.entry(key).or_insert(JunkReason::TooManyLinks);
+                marked += 1;
+            }
+        }
+        marked
+    }
+
+    /// Every value with its kind and current profile.
+    pub fn identifiers(&self) -> impl Iterator<Item = (usize, &str, ProfileId)> + '_ {
+        (0..self.parent.len() as u32).map(move |n| {
+            (
+                usize::from(self.kinds[n as usize]),
+                self.value(n),
+                self.profile[self.find_const(n) as usize],
+            )
+        })
+    }
+
+    /// The size (in values) of the largest profile.
+    pub fn largest_profile(&self) -> usize {
+        let mut sizes: HashMap<u32, usize> = HashMap::new();
+        for n in 0..self.parent.len() as u32 {
+            *sizes.entry(self.find_const(n)).or_default() += 1;
+        }
+        sizes.values().copied().max().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(limits: bool) -> GraphConfig {
+        let kind = |name: &str, n, limit, strong| KindSpec {
+            name: name.into(),
+            normalizer: n,
+            limit: if limits { limit } else { None },
+            strong,
+        };
+        GraphConfig {
+            kinds: vec![
+                kind("customer_id", Normalizer::Trim, Some(1), true),
+                kind("email", Normalizer::Email, Some(3), true),
+                kind("phone", Normalizer::Phone, Some(2), true),
+                kind("device_id", Normalizer::Trim, None, false),
+            ],
+            region: Region::default(),
+            blocklist: vec![(1, "info@shop.fr".into())],
+            max_links: Some(5),
+        }
+    }
+
+    const C: usize = 0;
+    const E: usize = 1;
+    const P: usize = 2;
+    const D: usize = 3;
+
+    #[test]
+    fn records_sharing_a_value_share_a_profile() {
+        let mut g = IdentityGraph::new(config(true));
+        let a = g.add_record(&[(C, "42"), (E, "Marie.Dupont@gmail.com")]);
+        let b = g.add_record(&[
+            (E, " mariedupont+promo@googlemail.com"),
+            (P, "06 12 34 56 78"),
+        ]);
+        let c = g.add_record(&[(P, "+33612345678"), (D, "dev-1")]);
+        assert_eq!(a, Some(0));
+        assert_eq!(b, a);
+        assert_eq!(c, a);
+        assert_eq!(g.live_profiles(), 1);
+        assert_eq!(g.resolve(&[(D, "dev-1")]), Some(0));
+        assert_eq!(g.resolve(&[(D, "dev-2")]), None);
+        assert_eq!(g.add_record(&[(E, "N/A"), (P, "0000000000")]), None);
+    }
+
+    #[test]
+    fn a_merge_keeps_the_older_id_and_is_logged() {
+        let mut g = IdentityGraph::new(config(true));
+        let marie = g.add_record(&[(E, "marie@a.fr")]).unwrap();
+        let phone = g.add_record(&[(P, "0612345678")]).unwrap();
+        assert_ne!(marie, phone);
+        let both = g
+            .add_record(&[(P, "0612345678"), (E, "marie@a.fr")])
+            .unwrap();
+        assert_eq!(both, marie);
+        assert_eq!(g.survivor(phone), marie);
+        assert_eq!(g.merges().len(), 1);
+        assert_eq!(g.merges()[0].merged, phone);
+        assert_eq!(g.merges()[0].value, "+33612345678");
+        assert_eq!(g.resolve(&[(P, "06 12 34 56 78")]), Some(marie));
+    }
+
+    #[test]
+    fn limits_and_weak_kinds_prevent_over_merging() {
+        let mut g = IdentityGraph::new(config(true));
+        let m = g.add_record(&[(C, "1"), (E, "marie@a.fr")]).unwrap();
+        let p = g.add_record(&[(C, "2"), (E, "paul@a.fr")]).unwrap();
+        // Two customer ids never share a profile.
+        assert_eq!(g.add_record(&[(C, "2"), (E, "marie@a.fr")]), Some(p));
+        assert_eq!(g.resolve(&[(E, "marie@a.fr")]), Some(m));
+        // A shared tablet does not merge the household.
+        g.add_record(&[(D, "tablet"), (E, "marie@a.fr")]);
+        assert_eq!(g.add_record(&[(D, "tablet"), (E, "paul@a.fr")]), Some(p));
+        assert_eq!(g.resolve(&[(D, "tablet")]), Some(m));
+        assert_eq!(g.live_profiles(), 2);
+        assert_eq!(g.stats().links_dropped_weak, 1);
+        assert!(g.stats().links_dropped_limit >= 1);
+    }
+
+    #[test]
+    fn blocklisted_and_detected_junk_link_nobody() {
+        let mut g = IdentityGraph::new(config(false));
+        let a = g.add_record(&[(E, "info@shop.fr"), (P, "0611111112")]);
+        let b = g.add_record(&[(E, "info@shop.fr"), (P, "0622222223")]);
+        assert_ne!(a, b);
+        // A till's placeholder e-mail typed for many customers.
+        let records: Vec<Vec<(usize, String)>> = (0..10)
+            .map(|i| {
+                vec![
+                    (E, "walkin@shop.fr".to_string()),
+                    (P, format!("07000000{i:02}")),
+                ]
+            })
+            .collect();
+        let borrowed: Vec<Vec<(usize, &str)>> = records
+            .iter()
+            .map(|r| r.iter().map(|(k, v)| (*k, v.as_str())).collect())
+            .collect();
+        assert_eq!(g.detect_junk(borrowed.iter().map(Vec::as_slice)), 1);
+        let ids: Vec<_> = borrowed.iter().map(|r| g.add_record(r)).collect();
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), 10);
+        assert!(
+            g.junk().iter().any(|(k, v, r)| *k == E
+                && v == "walkin@shop.fr"
+                && *r == JunkReason::TooManyLinks)
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! Identity resolution against the generator's ground truth.
+
+mod datagen;
+mod quality;
