@@ -46,6 +46,7 @@ pub use tessera_sql::{EngineOptions, QueryOutput, QueryStream, SqlError};
 pub mod datagen;
 mod error;
 pub mod identity;
+pub mod unify;
 
 /// Formats batches as an aligned text table (with the header even when
 /// there are no rows).
@@ -195,7 +196,67 @@ impl Database {
     /// Runs one statement: the engine's own (UNIFY, …) here, the rest in
     /// the SQL layer.
     async fn run_async(&self, statement: tessera_sql::parser::Statement) -> Result<QueryOutput> {
-        Ok(self.inner.engine.run(statement).await?)
+        match statement {
+            tessera_sql::parser::Statement::Unify(u) => self.unify(&u),
+            other => Ok(self.inner.engine.run(other).await?),
+        }
+    }
+
+    /// `UNIFY`: resolves every record of the sources and (re)writes the
+    /// space's tables; the definition is kept in the catalog.
+    fn unify(&self, stmt: &tessera_sql::parser::Unify) -> Result<QueryOutput> {
+        use tessera_sql::datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+        use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+        let engine = &self.inner.engine;
+        let store = engine.store();
+        let spec = unify::UnifySpec::from_statement(stmt, store)?;
+        let key = format!("unify:{}", spec.table(""));
+        // Never overwrite a table UNIFY did not write.
+        if engine.extension(&key).is_none() {
+            for suffix in ["", "_identifiers", "_merges"] {
+                let t = spec.table(suffix);
+                if store.table(&t).is_ok() {
+                    return Err(EngineError::Sql(SqlError::DuplicateTable(format!(
+                        "{t} (a table UNIFY {} would replace; drop it or choose another name)",
+                        spec.name
+                    ))));
+                }
+            }
+        }
+        let (_graph, report) = unify::run_full(store, &spec, |table, schema, batches| {
+            engine.replace_table(table, schema, batches)?;
+            Ok(())
+        })?;
+        let bytes = postcard::to_allocvec(&spec).map_err(|e| {
+            EngineError::InvalidOption(format!("the UNIFY definition cannot be encoded: {e}"))
+        })?;
+        engine.set_extension(&key, Some(bytes))?;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("space", DataType::Utf8, false),
+            Field::new("records", DataType::Int64, false),
+            Field::new("profiles", DataType::Int64, false),
+            Field::new("merges", DataType::Int64, false),
+            Field::new("junk_values", DataType::Int64, false),
+            Field::new("seconds", DataType::Float64, false),
+        ]));
+        let records: u64 = report.records.iter().sum();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec![spec.name.clone()])),
+                Arc::new(Int64Array::from(vec![records as i64])),
+                Arc::new(Int64Array::from(vec![report.profiles as i64])),
+                Arc::new(Int64Array::from(vec![report.merges as i64])),
+                Arc::new(Int64Array::from(vec![report.junk as i64])),
+                Arc::new(Float64Array::from(vec![report.seconds])),
+            ],
+        )?;
+        Ok(QueryOutput {
+            schema,
+            batches: vec![batch],
+            tag: format!("UNIFY {}", report.profiles),
+        })
     }
 
     /// Appends a batch to `table` (`name` or `schema.name`), durably.

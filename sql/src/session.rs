@@ -333,7 +333,63 @@ impl SqlEngine {
                 })
             }
             Statement::Sql(s) => self.run_sql(*s).await,
+            Statement::Unify(_) => Err(SqlError::Unsupported(
+                "UNIFY outside the engine; run it through tessera_engine::Database".into(),
+            )),
         }
+    }
+
+    /// The extension blob stored in the catalog under `key`.
+    pub fn extension(&self, key: &str) -> Option<Vec<u8>> {
+        self.catalog.lock().extension(key).map(<[u8]>::to_vec)
+    }
+
+    /// Every extension blob whose key starts with `prefix`.
+    pub fn extensions(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.catalog
+            .lock()
+            .extensions
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Stores (or with `None` removes) an extension blob in the catalog,
+    /// durably (a new manifest version).
+    pub fn set_extension(&self, key: &str, value: Option<Vec<u8>>) -> Result<()> {
+        let mut cat = self.catalog.lock().clone();
+        cat.set_extension(key, value);
+        self.save_catalog(cat)
+    }
+
+    /// Replaces table `storage_name` (`schema.table`) by one of `schema`
+    /// holding `batches`: a table the layers above derive (UNIFY's outputs).
+    /// The rows are written straight to segments and published at once.
+    pub fn replace_table(
+        &self,
+        storage_name: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
+        let (s, t) = storage_name
+            .split_once('.')
+            .ok_or_else(|| SqlError::UndefinedTable(storage_name.to_string()))?;
+        let name = Name {
+            schema: s.to_string(),
+            name: t.to_string(),
+        };
+        self.require_schema(&name.schema)?;
+        if self.store.table(storage_name).is_ok() {
+            self.store.drop_table(storage_name)?;
+        }
+        self.store
+            .create_table(storage_name, schema, TableOptions::default())?;
+        self.register_table(&name)?;
+        let n = self
+            .store
+            .bulk_load::<SqlError>(storage_name, batches.into_iter().map(Ok))?;
+        Ok(n)
     }
 
     async fn run_sql(&self, stmt: ast::Statement) -> Result<QueryOutput> {

@@ -486,42 +486,17 @@ impl IdentityGraph {
         &mut self,
         records: impl IntoIterator<Item = &'a [(usize, &'a str)]>,
     ) -> usize {
-        let Some(max) = self.config.max_links else {
-            return 0;
-        };
-        let mut ids: HashMap<(u8, String), u32> = HashMap::new();
-        let mut pairs: Vec<(u32, u32)> = Vec::new();
-        for raw in records {
-            let vals: Vec<u32> = self
-                .normalize(raw)
-                .into_iter()
-                .filter(|(k, _)| self.config.kinds[usize::from(*k)].strong)
-                .map(|key| {
-                    let n = ids.len() as u32;
-                    *ids.entry(key).or_insert(n)
-                })
-                .collect();
-            for (i, a) in vals.iter().enumerate() {
-                for b in &vals[i + 1..] {
-                    pairs.push((*a, *b));
-                    pairs.push((*b, *a));
-                }
-            }
+        let mut d = self.junk_detector();
+        for r in records {
+            d.observe(self, r);
         }
-        pairs.sort_unstable();
-        pairs.dedup();
-        let mut degree = vec![0u32; ids.len()];
-        for (a, _) in &pairs {
-            degree[*a as usize] += 1;
-        }
-        let mut marked = 0;
-        for (key, n) in ids {
-            if degree[n as usize] > max {
-                self.junk.entry(key).or_insert(JunkReason::TooManyLinks);
-                marked += 1;
-            }
-        }
-        marked
+        d.apply(self)
+    }
+
+    /// The first pass of a full run, fed record by record
+    /// ([`JunkDetector::observe`]) and applied at the end.
+    pub fn junk_detector(&self) -> JunkDetector {
+        JunkDetector::default()
     }
 
     /// Every value with its kind and current profile.
@@ -542,6 +517,64 @@ impl IdentityGraph {
             *sizes.entry(self.find_const(n)).or_default() += 1;
         }
         sizes.values().copied().max().unwrap_or(0)
+    }
+}
+
+/// Counts the distinct strong values each strong value appears with.
+#[derive(Debug, Default)]
+pub struct JunkDetector {
+    ids: HashMap<(u8, String), u32>,
+    pairs: Vec<(u32, u32)>,
+    /// Deduplicate the pairs when there are this many.
+    compact_at: usize,
+}
+
+impl JunkDetector {
+    /// Takes one record into account.
+    pub fn observe(&mut self, graph: &IdentityGraph, raw: &[(usize, &str)]) {
+        let vals: Vec<u32> = graph
+            .normalize(raw)
+            .into_iter()
+            .filter(|(k, _)| graph.config.kinds[usize::from(*k)].strong)
+            .map(|key| {
+                let n = self.ids.len() as u32;
+                *self.ids.entry(key).or_insert(n)
+            })
+            .collect();
+        for (i, a) in vals.iter().enumerate() {
+            for b in &vals[i + 1..] {
+                self.pairs.push((*a, *b));
+                self.pairs.push((*b, *a));
+            }
+        }
+        // Keep memory bounded by the distinct pairs (twice at most).
+        if self.pairs.len() > self.compact_at.max(1 << 24) {
+            self.pairs.sort_unstable();
+            self.pairs.dedup();
+            self.compact_at = 2 * self.pairs.len();
+        }
+    }
+
+    /// Marks the values linked to more than `max_links` others as junk in
+    /// `graph`; returns how many.
+    pub fn apply(mut self, graph: &mut IdentityGraph) -> usize {
+        let Some(max) = graph.config.max_links else {
+            return 0;
+        };
+        self.pairs.sort_unstable();
+        self.pairs.dedup();
+        let mut degree = vec![0u32; self.ids.len()];
+        for (a, _) in &self.pairs {
+            degree[*a as usize] += 1;
+        }
+        let mut marked = 0;
+        for (key, n) in self.ids {
+            if degree[n as usize] > max {
+                graph.junk.entry(key).or_insert(JunkReason::TooManyLinks);
+                marked += 1;
+            }
+        }
+        marked
     }
 }
 

@@ -1,12 +1,13 @@
 //! Tessera's statements: sqlparser's PostgreSQL dialect plus Tessera's own.
 //!
 //! [`parse`] splits a text into statements. A statement that starts with one
-//! of Tessera's keywords (`COMPACT`, `VERIFY`, and later `UNIFY`, `CREATE
+//! of Tessera's keywords (`COMPACT`, `VERIFY`, `UNIFY`, and later `CREATE
 //! SEGMENT`, …) is parsed by its own module, one file per statement, each
 //! documenting its grammar and printing back as SQL; everything else is
 //! parsed by sqlparser and kept as its AST.
 
 mod compact;
+mod unify;
 mod verify;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 pub use compact::Compact;
+pub use unify::{Unify, UnifyOption, UnifySource};
 pub use verify::Verify;
 
 use crate::error::{Result, SqlError};
@@ -29,6 +31,8 @@ pub enum Statement {
     Compact(Compact),
     /// `VERIFY`
     Verify(Verify),
+    /// `UNIFY space FROM … [WITH (…)]` (run by the engine)
+    Unify(Unify),
 }
 
 impl fmt::Display for Statement {
@@ -37,6 +41,7 @@ impl fmt::Display for Statement {
             Statement::Sql(s) => write!(f, "{s}"),
             Statement::Compact(s) => write!(f, "{s}"),
             Statement::Verify(s) => write!(f, "{s}"),
+            Statement::Unify(s) => write!(f, "{s}"),
         }
     }
 }
@@ -54,6 +59,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         let stmt = match leading_word(&parser).as_deref() {
             Some("COMPACT") => Statement::Compact(Compact::parse(&mut parser)?),
             Some("VERIFY") => Statement::Verify(Verify::parse(&mut parser)?),
+            Some("UNIFY") => Statement::Unify(Unify::parse(&mut parser)?),
             _ => Statement::Sql(Box::new(parser.parse_statement()?)),
         };
         out.push(stmt);

@@ -1,0 +1,589 @@
+//! `UNIFY`: from the statement to the identity graph and its tables.
+//!
+//! A full run reads the identifier columns of every source (a first pass
+//! counts links to find junk values, a second resolves records in source
+//! order), then writes three tables next to the space's name:
+//!
+//! - `space` — one row per profile: `profile_id`, `records`, the records of
+//!   each source (`<table>_records`), and the identifiers it holds
+//!   (`identifiers`, `kind:value` TEXT[]);
+//! - `space_identifiers` — `profile_id`, `kind`, `value` (normalised);
+//! - `space_merges` — the lineage: `merged_profile`, `surviving_profile`,
+//!   `kind`, `value` (the identifier that linked them), `record` (the
+//!   sequence number of the record that did).
+//!
+//! The definition is kept in the catalog.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tessera_sql::datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
+};
+use tessera_sql::datafusion::arrow::compute::cast;
+use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use tessera_sql::datafusion::sql::sqlparser::ast::{ObjectName, Value};
+use tessera_sql::parser::{Unify, UnifyOption};
+use tessera_sql::storage::{ScanOptions, Store};
+
+use crate::error::{EngineError, Result};
+use crate::identity::graph::{GraphConfig, IdentityGraph, KindSpec, ProfileId};
+use crate::identity::normalize::{Normalizer, Region};
+
+/// A source table of a profile space.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SourceSpec {
+    /// Storage name (`schema.table`).
+    pub table: String,
+    /// The table's name as written (for column names of the profile table).
+    pub label: String,
+    /// (kind index, column).
+    pub columns: Vec<(usize, String)>,
+}
+
+/// A profile space: its sources and how they are matched.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UnifySpec {
+    /// Schema of the output tables.
+    pub schema: String,
+    /// The space's name (its profile table).
+    pub name: String,
+    /// The sources, in order.
+    pub sources: Vec<SourceSpec>,
+    /// Kinds, limits, normalisers.
+    pub config: GraphConfig,
+}
+
+/// PostgreSQL folds unquoted identifiers to lower case.
+fn ident(i: &tessera_sql::datafusion::sql::sqlparser::ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+fn split_name(name: &ObjectName) -> Result<(String, String)> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(ident).unwrap_or_else(|| p.to_string()))
+        .collect();
+    match parts.as_slice() {
+        [t] => Ok((tessera_sql::DEFAULT_SCHEMA.to_string(), t.clone())),
+        [s, t] => Ok((s.clone(), t.clone())),
+        _ => Err(EngineError::InvalidOption(format!(
+            "\"{name}\" is not a table name (use table or schema.table)"
+        ))),
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.clone()),
+        Value::Number(n, _) => Some(n.clone()),
+        Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The default normaliser of a kind, by its name.
+fn default_normalizer(kind: &str) -> Normalizer {
+    if kind.contains("email") || kind.contains("mail") {
+        Normalizer::Email
+    } else if kind.contains("phone") || kind.contains("mobile") || kind == "tel" {
+        Normalizer::Phone
+    } else {
+        Normalizer::Trim
+    }
+}
+
+/// Kinds that identify a device or browser, not a person, are weak by default.
+fn default_weak(kind: &str) -> bool {
+    ["device", "anonymous", "cookie", "session", "browser"]
+        .iter()
+        .any(|w| kind.contains(w))
+}
+
+impl UnifySpec {
+    /// Checks a `UNIFY` statement against the tables of `store` and builds
+    /// its definition.
+    pub fn from_statement(stmt: &Unify, store: &Store) -> Result<Self> {
+        let (schema, name) = split_name(&stmt.space)?;
+        let mut kinds: Vec<KindSpec> = Vec::new();
+        let mut sources = Vec::new();
+        for s in &stmt.sources {
+            let (ts, tn) = split_name(&s.table)?;
+            let storage = format!("{ts}.{tn}");
+            let table_schema = store
+                .table(&storage)
+                .map_err(|_| {
+                    EngineError::Sql(tessera_sql::SqlError::UndefinedTable(s.table.to_string()))
+                })?
+                .schema();
+            let mut columns = Vec::new();
+            for (k, c) in &s.identifiers {
+                let (kind, column) = (ident(k), ident(c));
+                let field = table_schema.field_with_name(&column).map_err(|_| {
+                    EngineError::UndefinedColumn(format!(
+                        "column \"{column}\" of relation \"{}\" does not exist",
+                        s.table
+                    ))
+                })?;
+                if matches!(field.data_type(), DataType::List(_) | DataType::Boolean) {
+                    return Err(EngineError::InvalidOption(format!(
+                        "column \"{column}\" of \"{}\" is {}: identifiers are text or numbers",
+                        s.table,
+                        tessera_sql::types::sql_name(field.data_type())
+                    )));
+                }
+                let index = match kinds.iter().position(|x| x.name == kind) {
+                    Some(i) => i,
+                    None => {
+                        kinds.push(KindSpec {
+                            normalizer: default_normalizer(&kind),
+                            limit: None,
+                            strong: !default_weak(&kind),
+                            name: kind,
+                        });
+                        kinds.len() - 1
+                    }
+                };
+                columns.push((index, column));
+            }
+            sources.push(SourceSpec {
+                table: storage,
+                label: tn,
+                columns,
+            });
+        }
+        for s in &sources {
+            for suffix in ["", "_identifiers", "_merges"] {
+                if s.table == format!("{schema}.{name}{suffix}") {
+                    return Err(EngineError::InvalidOption(format!(
+                        "UNIFY {name} would write its table {name}{suffix} over the source \"{}\"; choose another name",
+                        s.label
+                    )));
+                }
+            }
+        }
+        let mut config = GraphConfig {
+            kinds,
+            region: Region::parse("US")?,
+            blocklist: Vec::new(),
+            max_links: Some(10),
+        };
+        let mut blocklists: Vec<(usize, String)> = Vec::new();
+        let mut priority: Option<Vec<String>> = None;
+        for o in &stmt.options {
+            apply_option(&mut config, o, &mut blocklists, &mut priority)?;
+        }
+        if u8::try_from(config.kinds.len()).is_err() {
+            return Err(EngineError::InvalidOption(
+                "a profile space has at most 255 identifier kinds".into(),
+            ));
+        }
+        // Blocklisted values are compared in normalised form.
+        for (k, v) in blocklists {
+            let n = config.kinds[k].normalizer;
+            if let Some(norm) = n.apply(&v, config.region) {
+                config.blocklist.push((k, norm));
+            }
+        }
+        let mut spec = UnifySpec {
+            schema,
+            name,
+            sources,
+            config,
+        };
+        if let Some(order) = priority {
+            spec.reorder(&order)?;
+        }
+        Ok(spec)
+    }
+
+    /// Puts the kinds named in `order` first, in that order.
+    fn reorder(&mut self, order: &[String]) -> Result<()> {
+        let mut perm: Vec<usize> = Vec::new();
+        for name in order {
+            let i = self
+                .config
+                .kinds
+                .iter()
+                .position(|k| &k.name == name)
+                .ok_or_else(|| unknown_kind(&self.config, name))?;
+            if !perm.contains(&i) {
+                perm.push(i);
+            }
+        }
+        for i in 0..self.config.kinds.len() {
+            if !perm.contains(&i) {
+                perm.push(i);
+            }
+        }
+        let new_index = |old: usize| perm.iter().position(|p| *p == old).unwrap_or(old);
+        self.config.kinds = perm.iter().map(|i| self.config.kinds[*i].clone()).collect();
+        for (k, _) in &mut self.config.blocklist {
+            *k = new_index(*k);
+        }
+        for s in &mut self.sources {
+            for (k, _) in &mut s.columns {
+                *k = new_index(*k);
+            }
+        }
+        Ok(())
+    }
+
+    /// The storage name of an output table (`suffix` "" for the profiles).
+    pub fn table(&self, suffix: &str) -> String {
+        format!("{}.{}{suffix}", self.schema, self.name)
+    }
+}
+
+fn unknown_kind(config: &GraphConfig, kind: &str) -> EngineError {
+    let names: Vec<&str> = config.kinds.iter().map(|k| k.name.as_str()).collect();
+    EngineError::InvalidOption(format!(
+        "\"{kind}\" is not an identifier kind of this UNIFY (kinds: {})",
+        names.join(", ")
+    ))
+}
+
+fn apply_option(
+    config: &mut GraphConfig,
+    o: &UnifyOption,
+    blocklists: &mut Vec<(usize, String)>,
+    priority: &mut Option<Vec<String>>,
+) -> Result<()> {
+    let key: Vec<String> = o.key.iter().map(ident).collect();
+    let value = text(&o.value).ok_or_else(|| {
+        EngineError::InvalidOption(format!("option {o}: the value must be a literal"))
+    })?;
+    let int = |v: &str| -> Result<i64> {
+        v.parse().map_err(|_| {
+            EngineError::InvalidOption(format!("option {o}: expected a whole number, got {v}"))
+        })
+    };
+    match key.as_slice() {
+        [p] if p == "priority" => {
+            *priority = Some(
+                value
+                    .split(',')
+                    .map(|s| s.trim().to_lowercase())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            );
+        }
+        [m] if m == "max_links" => {
+            let n = int(&value)?;
+            config.max_links = match n {
+                0 => None,
+                n if n > 0 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+                _ => {
+                    return Err(EngineError::InvalidOption(format!(
+                        "option {o}: max_links is 0 (off) or more"
+                    )));
+                }
+            };
+        }
+        [kind, what] => {
+            let i = config
+                .kinds
+                .iter()
+                .position(|k| &k.name == kind)
+                .ok_or_else(|| unknown_kind(config, kind))?;
+            match what.as_str() {
+                "normalize" | "normalise" => {
+                    config.kinds[i].normalizer = Normalizer::parse(&value)?
+                }
+                "limit" => {
+                    let n = int(&value)?;
+                    if n < 1 {
+                        return Err(EngineError::InvalidOption(format!(
+                            "option {o}: a limit is at least 1 (a profile holds at least one {kind})"
+                        )));
+                    }
+                    config.kinds[i].limit = Some(u32::try_from(n).unwrap_or(u32::MAX));
+                }
+                "weak" => {
+                    config.kinds[i].strong = match value.to_lowercase().as_str() {
+                        "true" | "on" | "1" => false,
+                        "false" | "off" | "0" => true,
+                        _ => {
+                            return Err(EngineError::InvalidOption(format!(
+                                "option {o}: expected true or false"
+                            )));
+                        }
+                    }
+                }
+                "region" => config.region = Region::parse(&value)?,
+                "blocklist" => blocklists.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| (i, v.to_string())),
+                ),
+                other => {
+                    return Err(EngineError::InvalidOption(format!(
+                        "unknown option {kind}.{other}; use normalize, limit, weak, region or blocklist"
+                    )));
+                }
+            }
+        }
+        _ => {
+            return Err(EngineError::InvalidOption(format!(
+                "unknown option {o}; see UNIFY's options (kind.limit, kind.normalize, priority, max_links, …)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` with the raw identifiers of every record of `source`, in
+/// storage order.
+pub fn for_each_record(
+    store: &Store,
+    source: &SourceSpec,
+    mut f: impl FnMut(&[(usize, &str)]),
+) -> Result<u64> {
+    let mut columns: Vec<String> = Vec::new();
+    for (_, c) in &source.columns {
+        if !columns.contains(c) {
+            columns.push(c.clone());
+        }
+    }
+    let scan = store.table(&source.table)?.scan(&ScanOptions {
+        projection: Some(columns.clone()),
+        ..ScanOptions::default()
+    })?;
+    let mut n = 0u64;
+    for part in scan.partitions {
+        for batch in part {
+            let batch = batch?;
+            let texts: Vec<ArrayRef> = batch
+                .columns()
+                .iter()
+                .map(|c| cast(c, &DataType::Utf8))
+                .collect::<std::result::Result<_, _>>()?;
+            let strings: Vec<&StringArray> = texts.iter().map(|a| a.as_string::<i32>()).collect();
+            let index: Vec<(usize, usize)> = source
+                .columns
+                .iter()
+                .filter_map(|(k, c)| columns.iter().position(|x| x == c).map(|i| (*k, i)))
+                .collect();
+            let mut raw: Vec<(usize, &str)> = Vec::with_capacity(index.len());
+            for row in 0..batch.num_rows() {
+                raw.clear();
+                for (k, i) in &index {
+                    let s = strings[*i];
+                    if s.is_valid(row) {
+                        raw.push((*k, s.value(row)));
+                    }
+                }
+                f(&raw);
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// What a full run did.
+#[derive(Debug, Clone)]
+pub struct UnifyReport {
+    /// Records read per source.
+    pub records: Vec<u64>,
+    /// Live profiles.
+    pub profiles: u64,
+    /// Merges.
+    pub merges: u64,
+    /// Values excluded as junk.
+    pub junk: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// The result of resolving every record of a space.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The identity graph.
+    pub graph: IdentityGraph,
+    /// Records per live profile, per source (in source order).
+    pub counts: BTreeMap<ProfileId, Vec<u64>>,
+    /// Records read per source.
+    pub records: Vec<u64>,
+}
+
+/// Resolves every record of the space's sources.
+pub fn resolve_all(store: &Store, spec: &UnifySpec) -> Result<Resolved> {
+    let mut graph = IdentityGraph::new(spec.config.clone());
+    if spec.config.max_links.is_some() {
+        let mut detector = graph.junk_detector();
+        for s in &spec.sources {
+            for_each_record(store, s, |raw| detector.observe(&graph, raw))?;
+        }
+        detector.apply(&mut graph);
+    }
+    let mut per_profile: BTreeMap<ProfileId, Vec<u64>> = BTreeMap::new();
+    let mut records = Vec::with_capacity(spec.sources.len());
+    for (i, s) in spec.sources.iter().enumerate() {
+        let n = for_each_record(store, s, |raw| {
+            if let Some(p) = graph.add_record(raw) {
+                per_profile
+                    .entry(p)
+                    .or_insert_with(|| vec![0; spec.sources.len()])[i] += 1;
+            }
+        })?;
+        records.push(n);
+    }
+    // Counts gathered under profiles merged away since go to survivors.
+    let mut merged: BTreeMap<ProfileId, Vec<u64>> = BTreeMap::new();
+    for (p, counts) in per_profile {
+        let e = merged
+            .entry(graph.survivor(p))
+            .or_insert_with(|| vec![0; spec.sources.len()]);
+        for (a, b) in e.iter_mut().zip(counts) {
+            *a += b;
+        }
+    }
+    Ok(Resolved {
+        graph,
+        counts: merged,
+        records,
+    })
+}
+
+/// Runs `UNIFY` from scratch and writes its tables through `write`, which
+/// receives (storage table name, schema, rows).
+pub fn run_full(
+    store: &Store,
+    spec: &UnifySpec,
+    mut write: impl FnMut(&str, SchemaRef, Vec<RecordBatch>) -> Result<()>,
+) -> Result<(IdentityGraph, UnifyReport)> {
+    let started = Instant::now();
+    let Resolved {
+        graph,
+        counts,
+        records,
+    } = resolve_all(store, spec)?;
+    let kind_name = |k: usize| graph.config().kinds[k].name.clone();
+
+    // space_identifiers
+    let mut ids: Vec<(ProfileId, usize, String)> = graph
+        .identifiers()
+        .map(|(k, v, p)| (p, k, v.to_string()))
+        .collect();
+    ids.sort();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("profile_id", DataType::Int64, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids.iter().map(|r| r.0 as i64))),
+            Arc::new(StringArray::from_iter_values(
+                ids.iter().map(|r| kind_name(r.1)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                ids.iter().map(|r| r.2.as_str()),
+            )),
+        ],
+    )?;
+    write(&spec.table("_identifiers"), schema, vec![batch])?;
+
+    // space_merges
+    let m = graph.merges();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("merged_profile", DataType::Int64, false),
+        Field::new("surviving_profile", DataType::Int64, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+        Field::new("record", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from_iter_values(
+                m.iter().map(|r| r.merged as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                m.iter().map(|r| r.survivor as i64),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                m.iter().map(|r| kind_name(r.kind)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                m.iter().map(|r| r.value.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                m.iter().map(|r| r.record as i64),
+            )),
+        ],
+    )?;
+    write(&spec.table("_merges"), schema, vec![batch])?;
+
+    // space: one row per live profile
+    let mut fields = vec![
+        Field::new("profile_id", DataType::Int64, false),
+        Field::new("records", DataType::Int64, false),
+    ];
+    for s in &spec.sources {
+        fields.push(Field::new(
+            format!("{}_records", s.label),
+            DataType::Int64,
+            false,
+        ));
+    }
+    fields.push(Field::new(
+        "identifiers",
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        true,
+    ));
+    let schema = Arc::new(Schema::new(fields));
+    let mut by_profile: BTreeMap<ProfileId, Vec<String>> = BTreeMap::new();
+    for (p, k, v) in &ids {
+        by_profile
+            .entry(*p)
+            .or_default()
+            .push(format!("{}:{v}", kind_name(*k)));
+    }
+    let profiles: Vec<ProfileId> = by_profile.keys().copied().collect();
+    let zero = vec![0u64; spec.sources.len()];
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(
+            profiles.iter().map(|p| *p as i64),
+        )),
+        Arc::new(Int64Array::from_iter_values(profiles.iter().map(|p| {
+            counts.get(p).unwrap_or(&zero).iter().sum::<u64>() as i64
+        }))),
+    ];
+    for i in 0..spec.sources.len() {
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            profiles
+                .iter()
+                .map(|p| counts.get(p).unwrap_or(&zero)[i] as i64),
+        )));
+    }
+    let mut list = ListBuilder::new(StringBuilder::new());
+    for p in &profiles {
+        for v in by_profile.get(p).into_iter().flatten() {
+            list.values().append_value(v);
+        }
+        list.append(true);
+    }
+    cols.push(Arc::new(list.finish()));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), cols)?;
+    write(&spec.table(""), schema, vec![batch])?;
+
+    let report = UnifyReport {
+        records,
+        profiles: graph.live_profiles(),
+        merges: graph.stats().merges,
+        junk: graph.junk().len() as u64,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((graph, report))
+}
