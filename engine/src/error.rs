@@ -40,6 +40,17 @@ impl From<tessera_sql::datafusion::arrow::error::ArrowError> for EngineError {
 }
 
 impl EngineError {
+    /// As a DataFusion error that keeps its SQLSTATE (for code running
+    /// inside a DataFusion plan: table providers, functions).
+    pub fn into_datafusion(self) -> tessera_sql::datafusion::error::DataFusionError {
+        match self {
+            EngineError::Sql(e) => e.into_datafusion(),
+            EngineError::UndefinedColumn(m) => SqlError::UndefinedColumn(m).into_datafusion(),
+            EngineError::UndefinedObject(m) => SqlError::UndefinedObject(m).into_datafusion(),
+            other => SqlError::InvalidParameter(other.to_string()).into_datafusion(),
+        }
+    }
+
     /// The PostgreSQL SQLSTATE for this error.
     pub fn sqlstate(&self) -> &'static str {
         match self {

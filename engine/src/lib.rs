@@ -45,7 +45,11 @@ pub use tessera_sql::{EngineOptions, QueryOutput, QueryStream, SqlError};
 
 pub mod datagen;
 mod error;
+pub mod functions;
 pub mod identity;
+pub mod profiles;
+pub mod space;
+pub mod spaces;
 pub mod unify;
 
 /// Formats batches as an aligned text table (with the header even when
@@ -95,6 +99,7 @@ pub struct Database {
 struct Inner {
     runtime: tokio::runtime::Runtime,
     engine: SqlEngine,
+    spaces: Arc<spaces::Spaces>,
 }
 
 impl Database {
@@ -127,8 +132,16 @@ impl Database {
                 ))
             })?;
         let engine = runtime.block_on(SqlEngine::open(store, options))?;
+        let spaces = Arc::new(spaces::Spaces::open(&engine)?);
+        functions::register(&engine, &spaces);
+        // Views over profile tables and functions can be planned now.
+        runtime.block_on(engine.replay_views());
         Ok(Database {
-            inner: Arc::new(Inner { runtime, engine }),
+            inner: Arc::new(Inner {
+                runtime,
+                engine,
+                spaces,
+            }),
         })
     }
 
@@ -197,41 +210,21 @@ impl Database {
     /// the SQL layer.
     async fn run_async(&self, statement: tessera_sql::parser::Statement) -> Result<QueryOutput> {
         match statement {
-            tessera_sql::parser::Statement::Unify(u) => self.unify(&u),
+            tessera_sql::parser::Statement::Unify(u) => self.unify(&u).await,
             other => Ok(self.inner.engine.run(other).await?),
         }
     }
 
-    /// `UNIFY`: resolves every record of the sources and (re)writes the
-    /// space's tables; the definition is kept in the catalog.
-    fn unify(&self, stmt: &tessera_sql::parser::Unify) -> Result<QueryOutput> {
+    /// `UNIFY`: resolves every record of the sources from scratch; see
+    /// [`spaces`].
+    async fn unify(&self, stmt: &tessera_sql::parser::Unify) -> Result<QueryOutput> {
         use tessera_sql::datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
         use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
 
         let engine = &self.inner.engine;
-        let store = engine.store();
-        let spec = unify::UnifySpec::from_statement(stmt, store)?;
-        let key = format!("unify:{}", spec.table(""));
-        // Never overwrite a table UNIFY did not write.
-        if engine.extension(&key).is_none() {
-            for suffix in ["", "_identifiers", "_merges"] {
-                let t = spec.table(suffix);
-                if store.table(&t).is_ok() {
-                    return Err(EngineError::Sql(SqlError::DuplicateTable(format!(
-                        "{t} (a table UNIFY {} would replace; drop it or choose another name)",
-                        spec.name
-                    ))));
-                }
-            }
-        }
-        let (_graph, report) = unify::run_full(store, &spec, |table, schema, batches| {
-            engine.replace_table(table, schema, batches)?;
-            Ok(())
-        })?;
-        let bytes = postcard::to_allocvec(&spec).map_err(|e| {
-            EngineError::InvalidOption(format!("the UNIFY definition cannot be encoded: {e}"))
-        })?;
-        engine.set_extension(&key, Some(bytes))?;
+        let spec = unify::UnifySpec::from_statement(stmt, engine.store())?;
+        let space = spec.name.clone();
+        let report = self.inner.spaces.unify(engine, spec).await?;
         let schema = Arc::new(Schema::new(vec![
             Field::new("space", DataType::Utf8, false),
             Field::new("records", DataType::Int64, false),
@@ -244,7 +237,7 @@ impl Database {
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
-                Arc::new(StringArray::from(vec![spec.name.clone()])),
+                Arc::new(StringArray::from(vec![space])),
                 Arc::new(Int64Array::from(vec![records as i64])),
                 Arc::new(Int64Array::from(vec![report.profiles as i64])),
                 Arc::new(Int64Array::from(vec![report.merges as i64])),
@@ -259,19 +252,18 @@ impl Database {
         })
     }
 
-    /// Appends a batch to `table` (`name` or `schema.name`), durably.
+    /// Appends a batch to `table` (`name` or `schema.name`), durably. The
+    /// batch holds the table's columns by name (nullable ones may be left
+    /// out; a generated `profile_id` is filled in).
     pub fn append(&self, table: &str, batch: &RecordBatch) -> Result<()> {
         let name = if table.contains('.') {
             table.to_string()
         } else {
             format!("{}.{table}", tessera_sql::DEFAULT_SCHEMA)
         };
-        let store = self.inner.engine.store();
-        let schema = store.table(&name)?.schema();
-        // Declared lengths (VARCHAR(n)) are the SQL layer's: checked here as
-        // INSERT and COPY check them.
-        tessera_sql::types::check_lengths(batch, &schema, 1)?;
-        store.append(&name, batch)?;
+        self.inner
+            .runtime
+            .block_on(self.inner.engine.append(&name, batch))?;
         Ok(())
     }
 
@@ -294,5 +286,16 @@ impl Database {
     /// The SQL engine, for registering functions and statements.
     pub fn engine(&self) -> &SqlEngine {
         &self.inner.engine
+    }
+
+    /// The profile space whose profile table is `name` (`name` or
+    /// `schema.name`).
+    pub fn space(&self, name: &str) -> Option<Arc<space::Space>> {
+        let name = if name.contains('.') {
+            name.to_string()
+        } else {
+            format!("{}.{name}", tessera_sql::DEFAULT_SCHEMA)
+        };
+        self.inner.spaces.get(&name)
     }
 }

@@ -14,21 +14,20 @@
 //!
 //! The definition is kept in the catalog.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tessera_sql::datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray,
 };
 use tessera_sql::datafusion::arrow::compute::cast;
-use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use tessera_sql::datafusion::sql::sqlparser::ast::{ObjectName, Value};
 use tessera_sql::parser::{Unify, UnifyOption};
 use tessera_sql::storage::{ScanOptions, Store};
 
 use crate::error::{EngineError, Result};
-use crate::identity::graph::{GraphConfig, IdentityGraph, KindSpec, ProfileId};
+use crate::identity::graph::{GraphConfig, IdentityGraph, KindSpec};
 use crate::identity::normalize::{Normalizer, Region};
 
 /// A source table of a profile space.
@@ -340,53 +339,102 @@ fn apply_option(
     Ok(())
 }
 
-/// Calls `f` with the raw identifiers of every record of `source`, in
-/// storage order.
-pub fn for_each_record(
-    store: &Store,
+/// The column a source's records are timed by: its first TIMESTAMP,
+/// TIMESTAMPTZ or DATE column (first/last seen of values and profiles).
+pub fn time_column(schema: &Schema) -> Option<String> {
+    schema
+        .fields()
+        .iter()
+        .find(|f| matches!(f.data_type(), DataType::Timestamp(_, _) | DataType::Date32))
+        .map(|f| f.name().clone())
+}
+
+/// The column of generated profile ids every source gains.
+pub const PROFILE_ID: &str = "profile_id";
+
+/// Calls `f` with the raw identifiers and time (microseconds since the
+/// epoch) of every row of `batch`, a batch of `source` holding at least its
+/// identifier columns (and `time`, if named).
+pub fn for_each_row(
+    batch: &RecordBatch,
     source: &SourceSpec,
-    mut f: impl FnMut(&[(usize, &str)]),
-) -> Result<u64> {
-    let mut columns: Vec<String> = Vec::new();
-    for (_, c) in &source.columns {
-        if !columns.contains(c) {
-            columns.push(c.clone());
-        }
+    time: Option<&str>,
+    mut f: impl FnMut(&[(usize, &str)], Option<i64>),
+) -> Result<()> {
+    let mut texts: Vec<(usize, ArrayRef)> = Vec::with_capacity(source.columns.len());
+    for (k, c) in &source.columns {
+        let col = batch.column_by_name(c).ok_or_else(|| {
+            EngineError::UndefinedColumn(format!(
+                "column \"{c}\" of relation \"{}\" does not exist",
+                source.label
+            ))
+        })?;
+        texts.push((*k, cast(col, &DataType::Utf8)?));
     }
-    let scan = store.table(&source.table)?.scan(&ScanOptions {
-        projection: Some(columns.clone()),
-        ..ScanOptions::default()
-    })?;
-    let mut n = 0u64;
-    for part in scan.partitions {
-        for batch in part {
-            let batch = batch?;
-            let texts: Vec<ArrayRef> = batch
-                .columns()
-                .iter()
-                .map(|c| cast(c, &DataType::Utf8))
-                .collect::<std::result::Result<_, _>>()?;
-            let strings: Vec<&StringArray> = texts.iter().map(|a| a.as_string::<i32>()).collect();
-            let index: Vec<(usize, usize)> = source
-                .columns
-                .iter()
-                .filter_map(|(k, c)| columns.iter().position(|x| x == c).map(|i| (*k, i)))
-                .collect();
-            let mut raw: Vec<(usize, &str)> = Vec::with_capacity(index.len());
-            for row in 0..batch.num_rows() {
-                raw.clear();
-                for (k, i) in &index {
-                    let s = strings[*i];
-                    if s.is_valid(row) {
-                        raw.push((*k, s.value(row)));
-                    }
-                }
-                f(&raw);
-                n += 1;
+    let times = match time.and_then(|t| batch.column_by_name(t)) {
+        Some(c) => Some(cast(
+            c,
+            &DataType::Timestamp(
+                tessera_sql::datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                None,
+            ),
+        )?),
+        None => None,
+    };
+    let times = times.as_ref().map(|t| {
+        t.as_primitive::<tessera_sql::datafusion::arrow::datatypes::TimestampMicrosecondType>()
+    });
+    let strings: Vec<(usize, &StringArray)> = texts
+        .iter()
+        .map(|(k, a)| (*k, a.as_string::<i32>()))
+        .collect();
+    let mut raw: Vec<(usize, &str)> = Vec::with_capacity(strings.len());
+    for row in 0..batch.num_rows() {
+        raw.clear();
+        for (k, s) in &strings {
+            if s.is_valid(row) {
+                raw.push((*k, s.value(row)));
             }
         }
+        let t = times.and_then(|t| t.is_valid(row).then(|| t.value(row)));
+        f(&raw, t);
     }
-    Ok(n)
+    Ok(())
+}
+
+/// Resolves the rows of `batch` (a batch of `source`, number `index` of
+/// the space) into `graph` and returns it with its `profile_id` column set
+/// (added at the end if the batch lacks it) to each row's profile.
+pub fn resolve_batch(
+    graph: &mut IdentityGraph,
+    batch: &RecordBatch,
+    source: &SourceSpec,
+    index: usize,
+    time: Option<&str>,
+) -> Result<RecordBatch> {
+    let mut ids: Vec<Option<i64>> = Vec::with_capacity(batch.num_rows());
+    for_each_row(batch, source, time, |raw, t| {
+        ids.push(graph.add_record(raw, index, t).map(|p| p as i64));
+    })?;
+    let column: ArrayRef = Arc::new(Int64Array::from(ids));
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut columns = batch.columns().to_vec();
+    match batch.schema().index_of(PROFILE_ID) {
+        Ok(i) => columns[i] = column,
+        Err(_) => {
+            fields.push(Field::new(PROFILE_ID, DataType::Int64, true));
+            columns.push(column);
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// What a full run did.
@@ -404,186 +452,64 @@ pub struct UnifyReport {
     pub seconds: f64,
 }
 
-/// The result of resolving every record of a space.
-#[derive(Debug)]
-pub struct Resolved {
-    /// The identity graph.
-    pub graph: IdentityGraph,
-    /// Records per live profile, per source (in source order).
-    pub counts: BTreeMap<ProfileId, Vec<u64>>,
-    /// Records read per source.
-    pub records: Vec<u64>,
-}
-
-/// Resolves every record of the space's sources.
-pub fn resolve_all(store: &Store, spec: &UnifySpec) -> Result<Resolved> {
-    let mut graph = IdentityGraph::new(spec.config.clone());
+/// Resolves every record of the space's sources as `snapshot` holds them,
+/// in source order and storage order: a first pass finds junk values, the
+/// second resolves. `rows` receives each source's batches with their
+/// `profile_id` column set, source by source.
+pub fn resolve_all(
+    snapshot: &tessera_sql::storage::Snapshot,
+    spec: &UnifySpec,
+    mut rows: impl FnMut(usize, RecordBatch) -> Result<()>,
+) -> Result<(IdentityGraph, Vec<u64>)> {
+    let mut graph = IdentityGraph::new(spec.config.clone(), spec.sources.len());
     if spec.config.max_links.is_some() {
         let mut detector = graph.junk_detector();
         for s in &spec.sources {
-            for_each_record(store, s, |raw| detector.observe(&graph, raw))?;
+            let table = snapshot.table(&s.table)?;
+            let mut columns: Vec<String> = Vec::new();
+            for (_, c) in &s.columns {
+                if !columns.contains(c) {
+                    columns.push(c.clone());
+                }
+            }
+            let scan = table.scan(&ScanOptions {
+                projection: Some(columns),
+                ..ScanOptions::default()
+            })?;
+            for part in scan.partitions {
+                for batch in part {
+                    for_each_row(&batch?, s, None, |raw, _| detector.observe(&graph, raw))?;
+                }
+            }
         }
         detector.apply(&mut graph);
     }
-    let mut per_profile: BTreeMap<ProfileId, Vec<u64>> = BTreeMap::new();
     let mut records = Vec::with_capacity(spec.sources.len());
     for (i, s) in spec.sources.iter().enumerate() {
-        let n = for_each_record(store, s, |raw| {
-            if let Some(p) = graph.add_record(raw) {
-                per_profile
-                    .entry(p)
-                    .or_insert_with(|| vec![0; spec.sources.len()])[i] += 1;
+        let table = snapshot.table(&s.table)?;
+        let time = time_column(&table.schema());
+        let scan = table.scan(&ScanOptions::default())?;
+        let mut n = 0u64;
+        for part in scan.partitions {
+            for batch in part {
+                let batch = batch?;
+                n += batch.num_rows() as u64;
+                let out = resolve_batch(&mut graph, &batch, s, i, time.as_deref())?;
+                rows(i, out)?;
             }
-        })?;
+        }
         records.push(n);
     }
-    // Counts gathered under profiles merged away since go to survivors.
-    let mut merged: BTreeMap<ProfileId, Vec<u64>> = BTreeMap::new();
-    for (p, counts) in per_profile {
-        let e = merged
-            .entry(graph.survivor(p))
-            .or_insert_with(|| vec![0; spec.sources.len()]);
-        for (a, b) in e.iter_mut().zip(counts) {
-            *a += b;
-        }
-    }
-    Ok(Resolved {
-        graph,
-        counts: merged,
-        records,
-    })
+    Ok((graph, records))
 }
 
-/// Runs `UNIFY` from scratch and writes its tables through `write`, which
-/// receives (storage table name, schema, rows).
-pub fn run_full(
-    store: &Store,
-    spec: &UnifySpec,
-    mut write: impl FnMut(&str, SchemaRef, Vec<RecordBatch>) -> Result<()>,
-) -> Result<(IdentityGraph, UnifyReport)> {
-    let started = Instant::now();
-    let Resolved {
-        graph,
-        counts,
-        records,
-    } = resolve_all(store, spec)?;
-    let kind_name = |k: usize| graph.config().kinds[k].name.clone();
-
-    // space_identifiers
-    let mut ids: Vec<(ProfileId, usize, String)> = graph
-        .identifiers()
-        .map(|(k, v, p)| (p, k, v.to_string()))
-        .collect();
-    ids.sort();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("profile_id", DataType::Int64, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("value", DataType::Utf8, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![
-            Arc::new(Int64Array::from_iter_values(ids.iter().map(|r| r.0 as i64))),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|r| kind_name(r.1)),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|r| r.2.as_str()),
-            )),
-        ],
-    )?;
-    write(&spec.table("_identifiers"), schema, vec![batch])?;
-
-    // space_merges
-    let m = graph.merges();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("merged_profile", DataType::Int64, false),
-        Field::new("surviving_profile", DataType::Int64, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("value", DataType::Utf8, false),
-        Field::new("record", DataType::Int64, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![
-            Arc::new(Int64Array::from_iter_values(
-                m.iter().map(|r| r.merged as i64),
-            )),
-            Arc::new(Int64Array::from_iter_values(
-                m.iter().map(|r| r.survivor as i64),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                m.iter().map(|r| kind_name(r.kind)),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                m.iter().map(|r| r.value.as_str()),
-            )),
-            Arc::new(Int64Array::from_iter_values(
-                m.iter().map(|r| r.record as i64),
-            )),
-        ],
-    )?;
-    write(&spec.table("_merges"), schema, vec![batch])?;
-
-    // space: one row per live profile
-    let mut fields = vec![
-        Field::new("profile_id", DataType::Int64, false),
-        Field::new("records", DataType::Int64, false),
-    ];
-    for s in &spec.sources {
-        fields.push(Field::new(
-            format!("{}_records", s.label),
-            DataType::Int64,
-            false,
-        ));
-    }
-    fields.push(Field::new(
-        "identifiers",
-        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-        true,
-    ));
-    let schema = Arc::new(Schema::new(fields));
-    let mut by_profile: BTreeMap<ProfileId, Vec<String>> = BTreeMap::new();
-    for (p, k, v) in &ids {
-        by_profile
-            .entry(*p)
-            .or_default()
-            .push(format!("{}:{v}", kind_name(*k)));
-    }
-    let profiles: Vec<ProfileId> = by_profile.keys().copied().collect();
-    let zero = vec![0u64; spec.sources.len()];
-    let mut cols: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(
-            profiles.iter().map(|p| *p as i64),
-        )),
-        Arc::new(Int64Array::from_iter_values(profiles.iter().map(|p| {
-            counts.get(p).unwrap_or(&zero).iter().sum::<u64>() as i64
-        }))),
-    ];
-    for i in 0..spec.sources.len() {
-        cols.push(Arc::new(Int64Array::from_iter_values(
-            profiles
-                .iter()
-                .map(|p| counts.get(p).unwrap_or(&zero)[i] as i64),
-        )));
-    }
-    let mut list = ListBuilder::new(StringBuilder::new());
-    for p in &profiles {
-        for v in by_profile.get(p).into_iter().flatten() {
-            list.values().append_value(v);
-        }
-        list.append(true);
-    }
-    cols.push(Arc::new(list.finish()));
-    let batch = RecordBatch::try_new(Arc::clone(&schema), cols)?;
-    write(&spec.table(""), schema, vec![batch])?;
-
-    let report = UnifyReport {
+/// A statement's timer and the report it fills.
+pub fn report(graph: &IdentityGraph, records: Vec<u64>, started: Instant) -> UnifyReport {
+    UnifyReport {
         records,
         profiles: graph.live_profiles(),
         merges: graph.stats().merges,
         junk: graph.junk().len() as u64,
         seconds: started.elapsed().as_secs_f64(),
-    };
-    Ok((graph, report))
+    }
 }

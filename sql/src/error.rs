@@ -47,6 +47,9 @@ pub enum SqlError {
     /// A parameter of a statement is out of range or unknown.
     #[error("{0}")]
     InvalidParameter(String),
+    /// A named object (profile space, segment, …) does not exist.
+    #[error("{0}")]
+    UndefinedObject(String),
     /// A file named in a statement cannot be opened, read or written.
     #[error("could not access file \"{}\": {source}", path.display())]
     File {
@@ -120,6 +123,7 @@ impl SqlError {
             SqlError::Unsupported(_) => "0A000",
             SqlError::InvalidText(_) => "22P02",
             SqlError::InvalidParameter(_) => "22023",
+            SqlError::UndefinedObject(_) => "42704",
             SqlError::StringTooLong(_) => "22001",
             SqlError::BadFileFormat(_) => "22P04",
             SqlError::NumericOutOfRange(_) => "22003",

@@ -31,6 +31,7 @@ pub struct TesseraScanExec {
     schema: SchemaRef,
     statistics: Arc<Statistics>,
     properties: Arc<PlanProperties>,
+    read_map: Option<Arc<dyn crate::hook::TableHook>>,
 }
 
 impl TesseraScanExec {
@@ -60,7 +61,14 @@ impl TesseraScanExec {
             schema,
             statistics: Arc::new(statistics),
             properties: Arc::new(properties),
+            read_map: None,
         }
+    }
+
+    /// Maps every batch read through `hook` ([`crate::hook::TableHook::map_read`]).
+    pub fn with_read_map(mut self, hook: Option<Arc<dyn crate::hook::TableHook>>) -> Self {
+        self.read_map = hook;
+        self
     }
 
     /// What pruning and indexes decided.
@@ -152,6 +160,7 @@ impl ExecutionPlan for TesseraScanExec {
         let batch_size = context.session_config().batch_size().max(1);
         let schema = Arc::clone(&self.schema);
         let part = self.partitions.get(partition).cloned();
+        let read_map = self.read_map.clone();
         let iter: Box<dyn Iterator<Item = Result<arrow::array::RecordBatch>> + Send> = match part {
             // A table with no segments still has one (empty) partition.
             None => Box::new(std::iter::empty()),
@@ -161,7 +170,13 @@ impl ExecutionPlan for TesseraScanExec {
                 let out: Vec<Result<arrow::array::RecordBatch>> = match r {
                     Ok(b) => (0..b.num_rows())
                         .step_by(batch_size)
-                        .map(|o| Ok(b.slice(o, batch_size.min(b.num_rows() - o))))
+                        .map(|o| {
+                            let slice = b.slice(o, batch_size.min(b.num_rows() - o));
+                            match &read_map {
+                                Some(h) => h.map_read(slice).map_err(SqlError::into_datafusion),
+                                None => Ok(slice),
+                            }
+                        })
                         .collect(),
                     Err(e) => vec![Err(SqlError::Storage(e).into_datafusion())],
                 };

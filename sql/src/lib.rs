@@ -27,6 +27,7 @@ pub mod catalog;
 pub mod copy;
 mod error;
 pub mod exec;
+pub mod hook;
 pub mod parser;
 pub mod provider;
 pub mod pushdown;

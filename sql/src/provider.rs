@@ -36,6 +36,7 @@ use tessera_storage::{Mutation, Predicate, ROW_ID_COLUMN, ScanOptions, Store};
 
 use crate::error::SqlError;
 use crate::exec::TesseraScanExec;
+use crate::hook::{HookWrite, TableHook};
 use crate::pushdown::to_predicate;
 use crate::session::EngineOptions;
 
@@ -48,13 +49,19 @@ pub struct TesseraTable {
     schema: SchemaRef,
     pushdown: bool,
     bulk_insert_bytes: usize,
+    hooks: crate::hook::Hooks,
 }
 
 impl TesseraTable {
     /// The table `name` (storage name) of `store`. With
     /// `options.pushdown` off, every filter stays with DataFusion (for
     /// differential tests).
-    pub fn new(store: Store, name: &str, options: &EngineOptions) -> Result<Self, SqlError> {
+    pub fn new(
+        store: Store,
+        name: &str,
+        options: &EngineOptions,
+        hooks: crate::hook::Hooks,
+    ) -> Result<Self, SqlError> {
         let schema = store.table(name)?.schema();
         Ok(Self {
             store,
@@ -62,7 +69,24 @@ impl TesseraTable {
             schema,
             pushdown: options.pushdown,
             bulk_insert_bytes: options.bulk_insert_bytes,
+            hooks,
         })
+    }
+
+    fn hook(&self) -> Option<Arc<dyn TableHook>> {
+        self.hooks.get(&self.name)
+    }
+
+    /// The storage predicate of a filter, unless it reads a column whose
+    /// stored values a hook maps (those are filtered after the mapping).
+    fn storage_predicate(&self, f: &Expr) -> Option<Predicate> {
+        if let Some(h) = self.hook() {
+            let mapped = h.mapped_columns();
+            if f.column_refs().iter().any(|c| mapped.contains(&c.name)) {
+                return None;
+            }
+        }
+        storage_predicate(f, &self.schema)
     }
 
     fn predicate(&self, filters: &[Expr]) -> (Option<Predicate>, bool) {
@@ -72,7 +96,7 @@ impl TesseraTable {
         let mut preds = Vec::new();
         let mut all = true;
         for f in filters {
-            match storage_predicate(f, &self.schema) {
+            match self.storage_predicate(f) {
                 Some(p) => preds.push(p),
                 None => all = false,
             }
@@ -121,7 +145,7 @@ impl TableProvider for TesseraTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if self.pushdown && storage_predicate(f, &self.schema).is_some() {
+                if self.pushdown && self.storage_predicate(f).is_some() {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -147,7 +171,7 @@ impl TableProvider for TesseraTable {
         let mut rest = Vec::new();
         for f in filters {
             let f = unqualify(f.clone())?;
-            match (self.pushdown, to_predicate(&f, &self.schema)) {
+            match (self.pushdown, self.storage_predicate(&f)) {
                 (true, Some(p)) => pushed.push(p),
                 _ => rest.push(f),
             }
@@ -185,21 +209,35 @@ impl TableProvider for TesseraTable {
             .scan(&opts)
             .map_err(|e| SqlError::Storage(e).into_datafusion())?;
         let scan_schema = Arc::clone(&scan.schema);
-        let statistics = crate::stats::scan_statistics(
+        let hook = self.hook();
+        let mut statistics = crate::stats::scan_statistics(
             &self.schema,
             &snap.statistics(),
             &scan_schema,
             opts.predicate.is_some() || opts.limit.is_some(),
         );
-        let mut plan: Arc<dyn ExecutionPlan> = Arc::new(TesseraScanExec::new(
-            self.name.clone(),
-            scan.schema,
-            scan.partitions,
-            scan.report,
-            predicate,
-            opts.limit,
-            statistics,
-        ));
+        if let Some(h) = &hook {
+            // Zone maps bound the stored values, not the mapped ones.
+            for c in h.mapped_columns() {
+                if let Ok(i) = scan_schema.index_of(&c)
+                    && let Some(cs) = statistics.column_statistics.get_mut(i)
+                {
+                    *cs = datafusion::common::stats::ColumnStatistics::new_unknown();
+                }
+            }
+        }
+        let mut plan: Arc<dyn ExecutionPlan> = Arc::new(
+            TesseraScanExec::new(
+                self.name.clone(),
+                scan.schema,
+                scan.partitions,
+                scan.report,
+                predicate,
+                opts.limit,
+                statistics,
+            )
+            .with_read_map(hook),
+        );
         if let Some(cond) = rest.into_iter().reduce(Expr::and) {
             let df_schema = DFSchema::try_from(Arc::clone(&scan_schema))?;
             let cond = state.create_physical_expr(cond, &df_schema)?;
@@ -409,6 +447,7 @@ impl ExecutionPlan for DmlExec {
                 let (filters, predicate) = (filters.clone(), predicate.clone());
                 Box::pin(async move {
                     let n = rewrite(&table, &filters, predicate, None)
+                        .await
                         .map_err(SqlError::into_datafusion)?;
                     count_batch(n)
                 })
@@ -421,6 +460,7 @@ impl ExecutionPlan for DmlExec {
                 let (set, filters, predicate) = (set.clone(), filters.clone(), predicate.clone());
                 Box::pin(async move {
                     let n = rewrite(&table, &filters, predicate, Some(&set))
+                        .await
                         .map_err(SqlError::into_datafusion)?;
                     count_batch(n)
                 })
@@ -483,13 +523,116 @@ async fn insert(table: TesseraTable, mut input: SendableRecordBatchStream) -> Re
         }
     }
     if n > 0 {
-        let mut m = Mutation::new();
-        for b in gathered {
-            m.append(&table.name, b);
+        commit_appends(
+            &table.store,
+            &table.hooks,
+            &table.name,
+            gathered,
+            Mutation::new(),
+        )
+        .await
+        .map_err(SqlError::into_datafusion)?;
+    }
+    Ok(n)
+}
+
+/// Appends `batches` (the table's columns) to `table` and commits them with
+/// `m` in one log record; a hook on the table fills its generated columns
+/// and adds its rows to the same commit.
+pub(crate) async fn commit_appends(
+    store: &Store,
+    hooks: &crate::hook::Hooks,
+    table: &str,
+    batches: Vec<RecordBatch>,
+    mut m: Mutation,
+) -> Result<(), SqlError> {
+    let mut hw = match hooks.get(table) {
+        Some(h) => Some(h.begin_write(table).await?),
+        None => None,
+    };
+    for b in batches {
+        let b = match &mut hw {
+            Some(w) => w.rows(b)?,
+            None => b,
+        };
+        m.append(table, b);
+    }
+    if let Some(w) = &mut hw {
+        for (t, b) in w.finish()? {
+            m.append(&t, b);
         }
-        let mut w = table.store.writer();
-        w.commit(m)
-            .map_err(|e| SqlError::Storage(e).into_datafusion())?;
+    }
+    let mut guard = store.writer();
+    check_hook_unchanged(hooks, table, hw.is_some())?;
+    guard.commit(m)?;
+    if let Some(w) = hw {
+        w.committed();
+    }
+    Ok(())
+}
+
+/// A hook attached to `table` after the statement began (a `UNIFY` made it
+/// a source meanwhile): its rows would miss their generated columns.
+/// Checked under the store's structural lock, which `UNIFY` holds while it
+/// attaches hooks.
+fn check_hook_unchanged(
+    hooks: &crate::hook::Hooks,
+    table: &str,
+    had_hook: bool,
+) -> Result<(), SqlError> {
+    if hooks.get(table).is_some() != had_hook {
+        return Err(SqlError::Storage(tessera_storage::Error::Conflict(
+            format!(
+                "table \"{table}\" became a source of a profile space while this statement ran; \
+             nothing was written, run it again"
+            ),
+        )));
+    }
+    Ok(())
+}
+
+/// Loads `batches` into `table` through a [`tessera_storage::BulkLoad`]
+/// (atomic, bounded memory), with the table's hook filling generated
+/// columns and adding its rows to the same publication. Blocking.
+pub(crate) fn bulk_append(
+    store: &Store,
+    hooks: &crate::hook::Hooks,
+    mut hw: Option<Box<dyn HookWrite>>,
+    table: &str,
+    batches: impl IntoIterator<Item = Result<RecordBatch, SqlError>>,
+) -> Result<u64, SqlError> {
+    let mut load = store.bulk();
+    check_hook_unchanged(hooks, table, hw.is_some())?;
+    let target = load.append(table)?;
+    for b in batches {
+        let b = b?;
+        let b = match &mut hw {
+            Some(w) => w.rows(b)?,
+            None => b,
+        };
+        load.push(target, &b)?;
+    }
+    let n = load.rows(target);
+    if n == 0 {
+        return Ok(0);
+    }
+    if let Some(w) = &mut hw {
+        let mut extra: Vec<(String, tessera_storage::LoadTarget)> = Vec::new();
+        for (t, b) in w.finish()? {
+            let target = match extra.iter().find(|(name, _)| *name == t) {
+                Some((_, target)) => *target,
+                None => {
+                    let target = load.append(&t)?;
+                    extra.push((t, target));
+                    target
+                }
+            };
+            load.push(target, &b)?;
+        }
+    }
+    load.publish()?;
+    if let Some(w) = hw {
+        w.committed();
     }
     Ok(n)
 }
@@ -502,12 +645,21 @@ async fn bulk_insert(
     mut n: u64,
     mut input: SendableRecordBatchStream,
 ) -> Result<u64> {
+    let hw = match table.hook() {
+        Some(h) => Some(
+            h.begin_write(&table.name)
+                .await
+                .map_err(SqlError::into_datafusion)?,
+        ),
+        None => None,
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, SqlError>>(4);
     let store = table.store.clone();
     let name = table.name.clone();
+    let hooks = table.hooks.clone();
     let writer = tokio::task::spawn_blocking(move || {
         let batches = std::iter::from_fn(move || rx.blocking_recv());
-        store.bulk_load::<SqlError>(&name, batches)
+        bulk_append(&store, &hooks, hw, &name, batches)
     });
     let feed = async {
         for b in gathered {
@@ -523,7 +675,7 @@ async fn bulk_insert(
                 Ok(b)
             });
             let failed = b.is_err();
-            // A failed batch ends the load: bulk_load aborts on it and
+            // A failed batch ends the load: bulk_append aborts on it and
             // nothing of the statement is published.
             if tx.send(b).await.is_err() || failed {
                 return;
@@ -545,13 +697,21 @@ async fn bulk_insert(
 /// DELETE (`set = None`) or UPDATE: finds the rows where every filter is
 /// TRUE under the write lock, then deletes them (and appends their new
 /// versions) in one commit.
-fn rewrite(
+async fn rewrite(
     table: &TesseraTable,
     filters: &[Arc<dyn PhysicalExpr>],
     predicate: Option<Predicate>,
     set: Option<&[(usize, Arc<dyn PhysicalExpr>)]>,
 ) -> Result<u64, SqlError> {
+    let hook = table.hook();
+    let mut hw = match (&hook, set) {
+        (Some(h), Some(_)) => Some(h.begin_write(&table.name).await?),
+        _ => None,
+    };
     let mut w = table.store.writer();
+    if set.is_some() {
+        check_hook_unchanged(&table.hooks, &table.name, hw.is_some())?;
+    }
     let snap = w.snapshot().table(&table.name)?;
     let scan = snap.scan(&ScanOptions {
         predicate,
@@ -567,6 +727,10 @@ fn rewrite(
             let batch = batch?;
             let data = batch.project(&(0..ncols).collect::<Vec<_>>())?;
             let data = RecordBatch::try_new(Arc::clone(&table.schema), data.columns().to_vec())?;
+            let data = match &hook {
+                Some(h) => h.map_read(data)?,
+                None => data,
+            };
             let mut mask = BooleanArray::from(vec![true; data.num_rows()]);
             for f in filters {
                 let v = f
@@ -599,6 +763,10 @@ fn rewrite(
                 let updated = RecordBatch::try_new(Arc::clone(&table.schema), cols)?;
                 crate::types::check_lengths(&updated, &table.schema, n_updated + 1)?;
                 n_updated += updated.num_rows() as u64;
+                let updated = match &mut hw {
+                    Some(w) => w.rows(updated)?,
+                    None => updated,
+                };
                 m.append(&table.name, updated);
             }
         }
@@ -606,7 +774,15 @@ fn rewrite(
     let n = ids.len() as u64;
     if n > 0 {
         m.delete(&table.name, ids);
+        if let Some(hw) = &mut hw {
+            for (t, b) in hw.finish()? {
+                m.append(&t, b);
+            }
+        }
         w.commit(m)?;
+        if let Some(hw) = hw {
+            hw.committed();
+        }
     }
     Ok(n)
 }

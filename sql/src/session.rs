@@ -23,6 +23,7 @@ use tessera_storage::{Store, TableOptions};
 use crate::catalog::{CatalogState, ViewDef};
 use crate::copy;
 use crate::error::{Result, SqlError};
+use crate::hook::Hooks;
 use crate::parser::{self, Statement};
 use crate::provider::TesseraTable;
 use crate::types;
@@ -127,6 +128,9 @@ pub struct SqlEngine {
     catalog: Mutex<CatalogState>,
     options: EngineOptions,
     progress: Mutex<Option<copy::Progress>>,
+    hooks: Hooks,
+    /// Tables the layers above provide (storage names), not stored here.
+    provided: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for SqlEngine {
@@ -148,6 +152,16 @@ struct Name {
 impl Name {
     fn storage(&self) -> String {
         format!("{}.{}", self.schema, self.name)
+    }
+
+    fn from_storage(storage_name: &str) -> Result<Name> {
+        let (s, t) = storage_name
+            .split_once('.')
+            .ok_or_else(|| SqlError::UndefinedTable(storage_name.to_string()))?;
+        Ok(Name {
+            schema: s.to_string(),
+            name: t.to_string(),
+        })
     }
 }
 
@@ -212,6 +226,8 @@ impl SqlEngine {
             catalog: Mutex::new(catalog.clone()),
             options,
             progress: Mutex::new(None),
+            hooks: Hooks::default(),
+            provided: Mutex::new(Default::default()),
         };
         for s in &catalog.schemas {
             engine.register_schema(s)?;
@@ -224,11 +240,24 @@ impl SqlEngine {
                 })?;
             }
         }
-        for v in &catalog.views {
-            // A view whose tables were dropped stays defined but fails when used.
-            let _ = engine.ctx.sql(&v.sql).await;
-        }
+        engine.replay_views().await;
         Ok(engine)
+    }
+
+    /// Registers the persisted views that are not registered yet. Run at
+    /// open, and again by the layers above once they have registered their
+    /// own tables and functions (a view may use them). A view whose tables
+    /// were dropped stays defined but fails when used.
+    pub async fn replay_views(&self) {
+        let views = self.catalog.lock().views.clone();
+        for v in &views {
+            let registered = self
+                .schema(&v.schema)
+                .is_some_and(|s| s.table_exist(&v.name));
+            if !registered {
+                let _ = self.ctx.sql(&v.sql).await;
+            }
+        }
     }
 
     /// The store underneath.
@@ -363,33 +392,113 @@ impl SqlEngine {
         self.save_catalog(cat)
     }
 
-    /// Replaces table `storage_name` (`schema.table`) by one of `schema`
-    /// holding `batches`: a table the layers above derive (UNIFY's outputs).
-    /// The rows are written straight to segments and published at once.
-    pub fn replace_table(
+    /// The hooks the layers above attach to tables.
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    /// Registers table `storage_name` (`schema.table`) anew, after its
+    /// columns changed underneath (a bulk load replaced it).
+    pub fn refresh_table(&self, storage_name: &str) -> Result<()> {
+        self.register_table(&Name::from_storage(storage_name)?)
+    }
+
+    /// Saves the catalog as `state` would have it with `key` set: for a
+    /// bulk load that publishes the catalog with its rows
+    /// ([`tessera_storage::BulkLoad::set_catalog`]). Returns the bytes to
+    /// publish; [`SqlEngine::catalog_published`] installs them after.
+    pub fn catalog_with_extension(
+        &self,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(CatalogState, Vec<u8>)> {
+        let mut cat = self.catalog.lock().clone();
+        cat.set_extension(key, value);
+        let bytes = cat.encode()?;
+        Ok((cat, bytes))
+    }
+
+    /// Installs a catalog a bulk load published.
+    pub fn catalog_published(&self, state: CatalogState) {
+        *self.catalog.lock() = state;
+    }
+
+    /// Registers a table the layers above provide (UNIFY's profile tables)
+    /// under `storage_name`; `None` removes it. Such a name cannot be
+    /// taken by `CREATE TABLE` or `CREATE VIEW`.
+    pub fn provide_table(
         &self,
         storage_name: &str,
-        schema: SchemaRef,
-        batches: Vec<RecordBatch>,
-    ) -> Result<u64> {
-        let (s, t) = storage_name
-            .split_once('.')
-            .ok_or_else(|| SqlError::UndefinedTable(storage_name.to_string()))?;
-        let name = Name {
-            schema: s.to_string(),
-            name: t.to_string(),
-        };
-        self.require_schema(&name.schema)?;
-        if self.store.table(storage_name).is_ok() {
-            self.store.drop_table(storage_name)?;
+        provider: Option<Arc<dyn datafusion::catalog::TableProvider>>,
+    ) -> Result<()> {
+        let name = Name::from_storage(storage_name)?;
+        let schema = self
+            .schema(&name.schema)
+            .ok_or_else(|| SqlError::UndefinedSchema(name.schema.clone()))?;
+        schema.deregister_table(&name.name)?;
+        let mut provided = self.provided.lock();
+        match provider {
+            Some(p) => {
+                schema.register_table(name.name.clone(), p)?;
+                provided.insert(storage_name.to_string());
+            }
+            None => {
+                provided.remove(storage_name);
+            }
         }
-        self.store
-            .create_table(storage_name, schema, TableOptions::default())?;
-        self.register_table(&name)?;
-        let n = self
-            .store
-            .bulk_load::<SqlError>(storage_name, batches.into_iter().map(Ok))?;
-        Ok(n)
+        Ok(())
+    }
+
+    /// Whether `storage_name` names a stored or provided table.
+    pub fn name_taken(&self, storage_name: &str) -> bool {
+        self.store.table(storage_name).is_ok() || self.provided.lock().contains(storage_name)
+    }
+
+    /// Appends a batch (every column of the table but its generated ones,
+    /// by name) to `table` (storage name), durably: the embedded append API.
+    /// Declared lengths are checked and the table's hook runs, as for
+    /// `INSERT`.
+    pub async fn append(&self, table: &str, batch: &RecordBatch) -> Result<()> {
+        let schema = self.store.table(table)?.schema();
+        let generated = self.hooks.generated(table);
+        let mut cols = Vec::with_capacity(schema.fields().len());
+        for f in schema.fields() {
+            match batch.column_by_name(f.name()) {
+                Some(c) if !generated.contains(f.name()) => cols.push(Arc::clone(c)),
+                _ if generated.contains(f.name()) || f.is_nullable() => cols.push(
+                    arrow::array::new_null_array(f.data_type(), batch.num_rows()),
+                ),
+                _ => {
+                    return Err(SqlError::Storage(
+                        tessera_storage::Error::NotNullViolation {
+                            table: table.to_string(),
+                            column: f.name().clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        if let Some(extra) = batch
+            .schema()
+            .fields()
+            .iter()
+            .find(|f| schema.index_of(f.name()).is_err())
+        {
+            return Err(SqlError::UndefinedColumn(format!(
+                "column \"{}\" of relation \"{table}\" does not exist",
+                extra.name()
+            )));
+        }
+        let batch = types::batch_with_rows(&schema, cols, batch.num_rows())?;
+        types::check_lengths(&batch, &schema, 1)?;
+        crate::provider::commit_appends(
+            &self.store,
+            &self.hooks,
+            table,
+            vec![batch],
+            tessera_storage::Mutation::new(),
+        )
+        .await
     }
 
     async fn run_sql(&self, stmt: ast::Statement) -> Result<QueryOutput> {
@@ -445,7 +554,7 @@ impl SqlEngine {
             S::CreateView(v) => {
                 let name = resolve(&v.name)?;
                 self.require_schema(&name.schema)?;
-                if self.store.table(&name.storage()).is_ok() {
+                if self.name_taken(&name.storage()) {
                     return Err(SqlError::DuplicateTable(name.to_string()));
                 }
                 let exists = self
@@ -561,6 +670,27 @@ impl SqlEngine {
                 self.register_table(&name)?;
                 Ok(QueryOutput::command("ALTER TABLE"))
             }
+            S::Insert(mut ins) if ins.columns.is_empty() => {
+                // Generated columns are not given: an INSERT without a column
+                // list names the others.
+                if let ast::TableObject::TableName(t) = &ins.table
+                    && let Ok(name) = resolve(t)
+                {
+                    let generated = self.hooks.generated(&name.storage());
+                    if !generated.is_empty()
+                        && let Ok(t) = self.store.table(&name.storage())
+                    {
+                        ins.columns = t
+                            .schema()
+                            .fields()
+                            .iter()
+                            .filter(|f| !generated.contains(f.name()))
+                            .map(|f| ObjectName::from(vec![ast::Ident::with_quote('"', f.name())]))
+                            .collect();
+                    }
+                }
+                self.datafusion(S::Insert(ins)).await
+            }
             S::Copy {
                 source,
                 to,
@@ -623,7 +753,7 @@ impl SqlEngine {
             .views
             .iter()
             .any(|v| v.schema == name.schema && v.name == name.name);
-        if self.store.table(&name.storage()).is_ok() || exists_view {
+        if self.name_taken(&name.storage()) || exists_view {
             if ct.if_not_exists {
                 return Ok(QueryOutput::command("CREATE TABLE"));
             }
@@ -758,8 +888,16 @@ impl SqlEngine {
             .table(&name.storage())
             .map_err(|_| SqlError::UndefinedTable(name.to_string()))?;
         let table_schema = table.schema();
+        let generated = self.hooks.generated(&name.storage());
         let file_schema = if columns.is_empty() {
-            Arc::clone(&table_schema)
+            Arc::new(Schema::new(
+                table_schema
+                    .fields()
+                    .iter()
+                    .filter(|f| !generated.contains(f.name()))
+                    .map(|f| f.as_ref().clone())
+                    .collect::<Vec<_>>(),
+            ))
         } else {
             let mut fields = Vec::with_capacity(columns.len());
             for c in &columns {
@@ -777,7 +915,14 @@ impl SqlEngine {
         let batches = copy::read(&path, &opts, file_schema, progress)?;
         let mut seen = 0u64;
         let label = name.to_string();
-        let n = self.store.bulk_load(
+        let hw = match self.hooks.get(&name.storage()) {
+            Some(h) => Some(h.begin_write(&name.storage()).await?),
+            None => None,
+        };
+        let n = crate::provider::bulk_append(
+            &self.store,
+            &self.hooks,
+            hw,
             &name.storage(),
             batches.map(|b| {
                 b.and_then(|b| {
@@ -817,7 +962,12 @@ impl SqlEngine {
         let schema = self
             .schema(&name.schema)
             .ok_or_else(|| SqlError::UndefinedSchema(name.schema.clone()))?;
-        let table = TesseraTable::new(self.store.clone(), &name.storage(), &self.options)?;
+        let table = TesseraTable::new(
+            self.store.clone(),
+            &name.storage(),
+            &self.options,
+            self.hooks.clone(),
+        )?;
         schema.deregister_table(&name.name)?;
         schema.register_table(name.name.clone(), Arc::new(table))?;
         Ok(())

@@ -73,6 +73,11 @@ pub enum Error {
     /// The store was closed.
     #[error("the database is closed")]
     Closed,
+    /// A table changed under a statement that rewrites it (rows were
+    /// appended while it was being rewritten); nothing was changed: run the
+    /// statement again.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl Error {
@@ -89,6 +94,7 @@ impl Error {
             Error::NotNullViolation { .. } => "23502",        // not_null_violation
             Error::Locked(_) => "55006",                      // object_in_use
             Error::Closed => "57P01",                         // admin_shutdown
+            Error::Conflict(_) => "40001",                    // serialization_failure
         }
     }
 

@@ -68,6 +68,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bulk;
 mod codec;
 mod commit;
 pub mod dv;
@@ -88,6 +89,7 @@ mod version;
 pub mod wal;
 mod zonemap;
 
+pub use bulk::{BulkLoad, LoadTarget};
 pub use error::{Error, Result};
 pub use io::{DirLock, OsVfs, Vfs, WritableFile};
 pub use predicate::{CmpOp, Predicate};

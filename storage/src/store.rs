@@ -133,13 +133,13 @@ struct Persisted {
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) vfs: Arc<dyn Vfs>,
-    opts: Options,
+    pub(crate) opts: Options,
     _lock: Box<dyn DirLock>,
     version: RwLock<Arc<Version>>,
     commit: Mutex<CommitState>,
     commit_cv: Condvar,
     /// One structural writer at a time: deletes, flushes, DDL, compaction.
-    mutation: Mutex<()>,
+    pub(crate) mutation: Mutex<()>,
     next_segment_id: AtomicU64,
     persisted: Mutex<Persisted>,
     signal: Mutex<Option<Sender<Msg>>>,
@@ -210,7 +210,7 @@ impl Store {
         })
     }
 
-    fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.handle.shared
     }
 
@@ -394,38 +394,16 @@ impl Store {
         table: &str,
         batches: impl IntoIterator<Item = std::result::Result<RecordBatch, E>>,
     ) -> std::result::Result<u64, E> {
-        let sh = self.shared();
-        let _m = sh.mutation.lock();
-        let meta = Arc::new(self.snapshot().table(table)?.meta().clone());
-        let mut sink = SegmentSink::new(sh, Arc::clone(&meta), sh.opts.target_segment_rows.max(1));
-        let mut rows = 0u64;
+        let mut load = self.bulk();
+        let target = load.append(table)?;
         for b in batches {
-            let b = b?;
-            meta.check_batch(&b)?;
-            rows += b.num_rows() as u64;
-            sink.push(conform(&b, &meta.schema)?)?;
+            load.push(target, &b?)?;
         }
-        let written = sink.finish()?;
-        if written.is_empty() {
+        if load.rows(target) == 0 {
             return Ok(0);
         }
-        let mut pending = Some(written);
-        let result = sh.checkpoint_locked(|plan, _| {
-            let t = plan
-                .tables
-                .get_mut(table)
-                .ok_or_else(|| Error::TableNotFound(table.to_string()))?;
-            Arc::make_mut(t)
-                .segments
-                .extend(pending.take().unwrap_or_default());
-            Ok(())
-        });
-        if let Some(unused) = pending {
-            for s in unused {
-                s.seg.mark_obsolete();
-            }
-        }
-        Ok(result.map(|()| rows)?)
+        let rows = load.publish()?;
+        Ok(rows.first().copied().unwrap_or(0))
     }
 
     /// Exclusive access for a read-modify-write.
@@ -567,7 +545,7 @@ fn background(shared: std::sync::Weak<Shared>, rx: Receiver<Msg>) {
     }
 }
 
-fn validate_schema(name: &str, schema: &Schema, options: &TableOptions) -> Result<()> {
+pub(crate) fn validate_schema(name: &str, schema: &Schema, options: &TableOptions) -> Result<()> {
     if name.is_empty() {
         return Err(Error::InvalidInput("a table needs a name".into()));
     }
@@ -627,7 +605,7 @@ fn decode_ipc(bytes: &[u8], path: &Path) -> Result<RecordBatch> {
 
 /// Writes batches into new segment files of at most `target` rows. Files
 /// it wrote are deleted again if it is dropped without [`SegmentSink::finish`].
-struct SegmentSink<'a> {
+pub(crate) struct SegmentSink<'a> {
     shared: &'a Shared,
     meta: Arc<TableMeta>,
     target: usize,
@@ -638,7 +616,7 @@ struct SegmentSink<'a> {
 }
 
 impl<'a> SegmentSink<'a> {
-    fn new(shared: &'a Shared, meta: Arc<TableMeta>, target: usize) -> Self {
+    pub(crate) fn new(shared: &'a Shared, meta: Arc<TableMeta>, target: usize) -> Self {
         Self {
             shared,
             meta,
@@ -650,7 +628,7 @@ impl<'a> SegmentSink<'a> {
         }
     }
 
-    fn push(&mut self, mut b: RecordBatch) -> Result<()> {
+    pub(crate) fn push(&mut self, mut b: RecordBatch) -> Result<()> {
         while b.num_rows() > 0 {
             let take = (self.target - self.rows).min(b.num_rows());
             self.chunk.push(b.slice(0, take));
@@ -693,7 +671,7 @@ impl<'a> SegmentSink<'a> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<SegmentView>> {
+    pub(crate) fn finish(mut self) -> Result<Vec<SegmentView>> {
         self.flush()?;
         self.finished = true;
         Ok(std::mem::take(&mut self.written))
@@ -1191,6 +1169,7 @@ impl Shared {
                 Error::TableExists(_)
                     | Error::TableNotFound(_)
                     | Error::InvalidInput(_)
+                    | Error::Conflict(_)
                     | Error::ColumnNotFound { .. }
             )
         {

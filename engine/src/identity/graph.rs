@@ -44,6 +44,13 @@ use hashbrown::hash_map::HashMap;
 
 use super::normalize::{Normalizer, Region};
 
+/// Now, in microseconds since the Unix epoch.
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// A profile id: dense, never reused, never changing meaning.
 pub type ProfileId = u64;
 
@@ -97,10 +104,12 @@ pub struct Merge {
     pub value: String,
     /// Sequence number of the record that caused the merge.
     pub record: u64,
+    /// When it happened (microseconds since the Unix epoch).
+    pub at: i64,
 }
 
 /// Counters of what resolution did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GraphStats {
     /// Records resolved.
     pub records: u64,
@@ -114,6 +123,8 @@ pub struct GraphStats {
     pub links_dropped_weak: u64,
     /// Merges of two profiles.
     pub merges: u64,
+    /// When the graph last changed (microseconds since the Unix epoch).
+    pub updated_at: Option<i64>,
 }
 
 /// The identity graph of one profile space.
@@ -131,6 +142,8 @@ pub struct IdentityGraph {
     rank: Vec<u8>,
     /// At a root: its profile.
     profile: Vec<ProfileId>,
+    /// Per value: the profile it joined when it was first seen.
+    born: Vec<ProfileId>,
     /// At a root: distinct values per kind (stride = number of kinds).
     counts: Vec<u16>,
     /// At a root: how many strong values it holds.
@@ -141,13 +154,157 @@ pub struct IdentityGraph {
     retired: HashMap<ProfileId, ProfileId>,
     merges: Vec<Merge>,
     junk: HashMap<(u8, String), JunkReason>,
+    /// Values marked junk, in the order they were (for the log).
+    junk_log: Vec<(u8, String, JunkReason)>,
     refused: HashMap<u32, u32>,
     stats: GraphStats,
+    /// Per value: records that carried it, first and last seen.
+    node_records: Vec<u32>,
+    node_first: Vec<i64>,
+    node_last: Vec<i64>,
+    /// Per profile id (live or retired): records per source (stride
+    /// `sources`), first and last seen. A merge moves them to the survivor.
+    sources: usize,
+    prof_records: Vec<u64>,
+    prof_first: Vec<i64>,
+    prof_last: Vec<i64>,
+    /// What changed since the last [`IdentityGraph::take_delta`].
+    mark: Mark,
+}
+
+/// "No time": the first-seen of a value or profile never seen with one.
+const NO_FIRST: i64 = i64::MAX;
+/// "No time": the last-seen counterpart.
+const NO_LAST: i64 = i64::MIN;
+
+/// Where the last delta ended, and what changed in place since.
+#[derive(Debug, Clone, Default)]
+struct Mark {
+    nodes: usize,
+    merges: usize,
+    junk: usize,
+    dirty_nodes: Vec<u32>,
+    node_dirty: Vec<bool>,
+    dirty_profiles: Vec<ProfileId>,
+    profile_dirty: Vec<bool>,
+}
+
+impl Mark {
+    fn node(&mut self, n: u32) {
+        let i = n as usize;
+        if self.node_dirty.len() <= i {
+            self.node_dirty.resize(i + 1, false);
+        }
+        if !self.node_dirty[i] {
+            self.node_dirty[i] = true;
+            self.dirty_nodes.push(n);
+        }
+    }
+
+    fn profile(&mut self, p: ProfileId) {
+        let i = p as usize;
+        if self.profile_dirty.len() <= i {
+            self.profile_dirty.resize(i + 1, false);
+        }
+        if !self.profile_dirty[i] {
+            self.profile_dirty[i] = true;
+            self.dirty_profiles.push(p);
+        }
+    }
+}
+
+/// A value first seen in a delta: its kind, normalised value and the
+/// profile it joined (a new id starts a profile).
+pub type NewNode = (u8, String, ProfileId);
+
+/// Everything that changed in a graph between two points: replayed in
+/// order by [`IdentityGraph::apply_delta`], the deltas since the graph was
+/// empty rebuild it exactly. Chunks of one delta ([`GraphDelta::split`])
+/// replay like the whole.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GraphDelta {
+    /// New values, in creation order.
+    pub nodes: Vec<NewNode>,
+    /// New merges, in order.
+    pub merges: Vec<Merge>,
+    /// Values newly marked junk.
+    pub junk: Vec<(u8, String, JunkReason)>,
+    /// Values whose counters changed: (value index, records, first seen,
+    /// last seen, refused links), absolute.
+    pub node_stats: Vec<(u32, u32, i64, i64, u32)>,
+    /// Live profiles whose counters changed: (profile, records per source,
+    /// first seen, last seen), absolute.
+    pub profile_stats: Vec<(ProfileId, Vec<u64>, i64, i64)>,
+    /// The graph's counters after the delta (`None` in all but the last
+    /// chunk of a split delta).
+    pub stats: Option<GraphStats>,
+}
+
+impl GraphDelta {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+            && self.merges.is_empty()
+            && self.junk.is_empty()
+            && self.node_stats.is_empty()
+            && self.profile_stats.is_empty()
+            && self.stats.is_none()
+    }
+
+    /// Cuts the delta into chunks of at most `items` entries each that,
+    /// replayed in order, do what the whole does.
+    pub fn split(self, items: usize) -> Vec<GraphDelta> {
+        let items = items.max(1);
+        let mut out = Vec::new();
+        fn chunks<T>(v: Vec<T>, n: usize) -> Vec<Vec<T>> {
+            let mut out = Vec::new();
+            let mut it = v.into_iter().peekable();
+            while it.peek().is_some() {
+                out.push(it.by_ref().take(n).collect());
+            }
+            out
+        }
+        for nodes in chunks(self.nodes, items) {
+            out.push(GraphDelta {
+                nodes,
+                ..GraphDelta::default()
+            });
+        }
+        for merges in chunks(self.merges, items) {
+            out.push(GraphDelta {
+                merges,
+                ..GraphDelta::default()
+            });
+        }
+        for junk in chunks(self.junk, items) {
+            out.push(GraphDelta {
+                junk,
+                ..GraphDelta::default()
+            });
+        }
+        for node_stats in chunks(self.node_stats, items) {
+            out.push(GraphDelta {
+                node_stats,
+                ..GraphDelta::default()
+            });
+        }
+        for profile_stats in chunks(self.profile_stats, items) {
+            out.push(GraphDelta {
+                profile_stats,
+                ..GraphDelta::default()
+            });
+        }
+        out.push(GraphDelta {
+            stats: self.stats,
+            ..GraphDelta::default()
+        });
+        out
+    }
 }
 
 impl IdentityGraph {
-    /// An empty graph.
-    pub fn new(config: GraphConfig) -> Self {
+    /// An empty graph whose records come from `sources` source tables.
+    pub fn new(config: GraphConfig, sources: usize) -> Self {
         let mut junk = HashMap::new();
         for (k, v) in &config.blocklist {
             if let Ok(k) = u8::try_from(*k) {
@@ -164,15 +321,30 @@ impl IdentityGraph {
             parent: Vec::new(),
             rank: Vec::new(),
             profile: Vec::new(),
+            born: Vec::new(),
             counts: Vec::new(),
             strong: Vec::new(),
             roots: Vec::new(),
             retired: HashMap::new(),
             merges: Vec::new(),
             junk,
+            junk_log: Vec::new(),
             refused: HashMap::new(),
             stats: GraphStats::default(),
+            node_records: Vec::new(),
+            node_first: Vec::new(),
+            node_last: Vec::new(),
+            sources: sources.max(1),
+            prof_records: Vec::new(),
+            prof_first: Vec::new(),
+            prof_last: Vec::new(),
+            mark: Mark::default(),
         }
+    }
+
+    /// Number of source tables.
+    pub fn sources(&self) -> usize {
+        self.sources
     }
 
     /// Its configuration.
@@ -249,9 +421,13 @@ impl IdentityGraph {
         self.parent.push(node);
         self.rank.push(0);
         self.profile.push(0);
+        self.born.push(0);
         self.strong.push(0);
         self.counts
             .extend(std::iter::repeat_n(0, self.config.kinds.len()));
+        self.node_records.push(0);
+        self.node_first.push(NO_FIRST);
+        self.node_last.push(NO_LAST);
         let h = self.hash(kind, v);
         let Self {
             index,
@@ -332,9 +508,15 @@ impl IdentityGraph {
             .map(|n| self.profile[self.find_const(n) as usize])
     }
 
-    /// Adds one record; returns its profile (`None` without any usable
-    /// identifier).
-    pub fn add_record(&mut self, raw: &[(usize, &str)]) -> Option<ProfileId> {
+    /// Adds one record of source `source` seen at `time` (microseconds
+    /// since the Unix epoch, if the source has a time); returns its profile
+    /// (`None` without any usable identifier).
+    pub fn add_record(
+        &mut self,
+        raw: &[(usize, &str)],
+        source: usize,
+        time: Option<i64>,
+    ) -> Option<ProfileId> {
         let seq = self.stats.records;
         self.stats.records += 1;
         let ids = self.normalize(raw);
@@ -347,14 +529,17 @@ impl IdentityGraph {
             self.stats.records_without_identifier += 1;
             return None;
         };
-        let anchor = match self.lookup(*ak, av) {
-            Some(n) => self.find(n),
+        let anchor_node = match self.lookup(*ak, av) {
+            Some(n) => n,
             None => self.new_profile(*ak, av),
         };
-        let mut anchor = anchor;
+        let mut anchor = self.find(anchor_node);
+        let mut touched: Vec<u32> = Vec::with_capacity(ids.len());
+        touched.push(anchor_node);
         for (k, v) in rest {
             match self.lookup(*k, v) {
                 Some(n) => {
+                    touched.push(n);
                     let r = self.find(n);
                     if r != anchor {
                         match self.check(anchor, r, *k) {
@@ -368,24 +553,53 @@ impl IdentityGraph {
                     let within = self.config.kinds[kind]
                         .limit
                         .is_none_or(|l| self.count(anchor, kind) < l);
-                    if within {
+                    let node = if within {
                         let node = self.insert(*k, v);
                         self.attach(node, anchor);
+                        node
                     } else {
                         self.stats.links_dropped_limit += 1;
-                        self.new_profile(*k, v);
-                    }
+                        self.new_profile(*k, v)
+                    };
+                    touched.push(node);
                 }
             }
         }
-        Some(self.profile[anchor as usize])
+        for n in touched {
+            let i = n as usize;
+            self.node_records[i] = self.node_records[i].saturating_add(1);
+            if let Some(t) = time {
+                self.node_first[i] = self.node_first[i].min(t);
+                self.node_last[i] = self.node_last[i].max(t);
+            }
+            self.mark.node(n);
+        }
+        let p = self.profile[anchor as usize];
+        let pi = p as usize;
+        if let Some(c) = self
+            .prof_records
+            .get_mut(pi * self.sources + source.min(self.sources - 1))
+        {
+            *c += 1;
+        }
+        if let Some(t) = time {
+            self.prof_first[pi] = self.prof_first[pi].min(t);
+            self.prof_last[pi] = self.prof_last[pi].max(t);
+        }
+        self.mark.profile(p);
+        Some(p)
     }
 
     fn new_profile(&mut self, kind: u8, v: &str) -> u32 {
         let node = self.insert(kind, v);
         let id = self.roots.len() as ProfileId;
         self.roots.push(node);
+        self.prof_records
+            .extend(std::iter::repeat_n(0, self.sources));
+        self.prof_first.push(NO_FIRST);
+        self.prof_last.push(NO_LAST);
         self.profile[node as usize] = id;
+        self.born[node as usize] = id;
         self.tally(node, node);
         node
     }
@@ -402,6 +616,7 @@ impl IdentityGraph {
     }
 
     fn attach(&mut self, node: u32, root: u32) {
+        self.born[node as usize] = self.profile[root as usize];
         self.parent[node as usize] = root;
         self.tally(node, root);
     }
@@ -435,9 +650,14 @@ impl IdentityGraph {
         };
         let c = self.refused.entry(node).or_insert(0);
         *c += 1;
-        if *c > max {
-            let key = (self.kinds[node as usize], self.value(node).to_string());
-            self.junk.entry(key).or_insert(JunkReason::TooManyLinks);
+        let over = *c > max;
+        self.mark.node(node);
+        if over {
+            self.mark_junk(
+                self.kinds[node as usize],
+                self.value(node).to_string(),
+                JunkReason::TooManyLinks,
+            );
         }
     }
 
@@ -468,15 +688,184 @@ impl IdentityGraph {
             *r = root;
         }
         self.retired.insert(merged, survivor);
+        self.move_profile_stats(merged, survivor);
         self.merges.push(Merge {
             merged,
             survivor,
             kind: usize::from(k),
             value: v.to_string(),
             record,
+            at: now_micros(),
         });
         self.stats.merges += 1;
         root
+    }
+
+    /// A merge moves the merged profile's counters to the survivor.
+    fn move_profile_stats(&mut self, merged: ProfileId, survivor: ProfileId) {
+        let (m, s, n) = (merged as usize, survivor as usize, self.sources);
+        if m >= self.prof_first.len() || s >= self.prof_first.len() {
+            return;
+        }
+        for i in 0..n {
+            let moved = std::mem::take(&mut self.prof_records[m * n + i]);
+            self.prof_records[s * n + i] += moved;
+        }
+        self.prof_first[s] = self.prof_first[s].min(self.prof_first[m]);
+        self.prof_last[s] = self.prof_last[s].max(self.prof_last[m]);
+        self.prof_first[m] = NO_FIRST;
+        self.prof_last[m] = NO_LAST;
+        self.mark.profile(survivor);
+    }
+
+    fn mark_junk(&mut self, kind: u8, value: String, reason: JunkReason) {
+        if !self.junk.contains_key(&(kind, value.clone())) {
+            self.junk.insert((kind, value.clone()), reason);
+            self.junk_log.push((kind, value, reason));
+        }
+    }
+
+    /// Everything that changed since the last call (or since the graph was
+    /// made), to be logged; see [`GraphDelta`].
+    pub fn take_delta(&mut self) -> GraphDelta {
+        self.stats.updated_at = Some(now_micros());
+        let mark = std::mem::take(&mut self.mark);
+        let nodes = (mark.nodes..self.parent.len())
+            .map(|n| {
+                let n32 = n as u32;
+                // The profile the value joined when it was first seen:
+                // replay attaches it there before this delta's merges.
+                (self.kinds[n], self.value(n32).to_string(), self.born[n])
+            })
+            .collect();
+        let merges = self.merges[mark.merges..].to_vec();
+        let junk = self.junk_log[mark.junk..].to_vec();
+        let mut dirty_nodes = mark.dirty_nodes;
+        dirty_nodes.sort_unstable();
+        let node_stats = dirty_nodes
+            .into_iter()
+            .map(|n| {
+                let i = n as usize;
+                (
+                    n,
+                    self.node_records[i],
+                    self.node_first[i],
+                    self.node_last[i],
+                    self.refused.get(&n).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        let mut dirty_profiles = mark.dirty_profiles;
+        dirty_profiles.sort_unstable();
+        let profile_stats = dirty_profiles
+            .into_iter()
+            .filter(|p| !self.retired.contains_key(p))
+            .map(|p| {
+                let i = p as usize;
+                let n = self.sources;
+                (
+                    p,
+                    self.prof_records[i * n..(i + 1) * n].to_vec(),
+                    self.prof_first[i],
+                    self.prof_last[i],
+                )
+            })
+            .collect();
+        self.mark = Mark {
+            nodes: self.parent.len(),
+            merges: self.merges.len(),
+            junk: self.junk_log.len(),
+            ..Mark::default()
+        };
+        GraphDelta {
+            nodes,
+            merges,
+            junk,
+            node_stats,
+            profile_stats,
+            stats: Some(self.stats.clone()),
+        }
+    }
+
+    /// Replays a delta taken from a graph of the same configuration.
+    pub fn apply_delta(&mut self, d: &GraphDelta) -> Result<(), String> {
+        for (k, v, p) in &d.nodes {
+            if usize::from(*k) >= self.config.kinds.len() {
+                return Err(format!("a value of unknown kind {k}"));
+            }
+            if self.lookup(*k, v).is_some() {
+                return Err(format!("the value {v:?} is logged twice"));
+            }
+            let next = self.roots.len() as ProfileId;
+            if *p == next {
+                self.new_profile(*k, v);
+            } else {
+                let root = usize::try_from(*p)
+                    .ok()
+                    .and_then(|i| self.roots.get(i).copied())
+                    .ok_or_else(|| format!("the value {v:?} joins unknown profile {p}"))?;
+                let root = self.find(root);
+                let node = self.insert(*k, v);
+                self.attach(node, root);
+            }
+        }
+        for m in &d.merges {
+            let root_of = |g: &Self, p: ProfileId| {
+                usize::try_from(p)
+                    .ok()
+                    .and_then(|i| g.roots.get(i).copied())
+                    .filter(|_| !g.retired.contains_key(&p))
+                    .ok_or_else(|| format!("a merge names profile {p}, which is not live"))
+            };
+            let (a, b) = (root_of(self, m.survivor)?, root_of(self, m.merged)?);
+            let (a, b) = (self.find(a), self.find(b));
+            if a == b {
+                return Err(format!(
+                    "profiles {} and {} are merged twice",
+                    m.survivor, m.merged
+                ));
+            }
+            let kind = u8::try_from(m.kind).map_err(|_| "a merge of unknown kind".to_string())?;
+            self.union(a, b, kind, &m.value, m.record);
+            if let Some(last) = self.merges.last_mut() {
+                last.at = m.at;
+            }
+        }
+        for (k, v, r) in &d.junk {
+            self.mark_junk(*k, v.clone(), *r);
+        }
+        for (n, records, first, last, refused) in &d.node_stats {
+            let i = *n as usize;
+            if i >= self.parent.len() {
+                return Err(format!("counters of unknown value {n}"));
+            }
+            self.node_records[i] = *records;
+            self.node_first[i] = *first;
+            self.node_last[i] = *last;
+            if *refused > 0 {
+                self.refused.insert(*n, *refused);
+            }
+        }
+        for (p, records, first, last) in &d.profile_stats {
+            let i = usize::try_from(*p).unwrap_or(usize::MAX);
+            if i >= self.prof_first.len() || records.len() != self.sources {
+                return Err(format!("counters of unknown profile {p}"));
+            }
+            self.prof_records[i * self.sources..(i + 1) * self.sources].copy_from_slice(records);
+            self.prof_first[i] = *first;
+            self.prof_last[i] = *last;
+        }
+        if let Some(s) = &d.stats {
+            self.stats = s.clone();
+        }
+        // What replay changed is logged already.
+        self.mark = Mark {
+            nodes: self.parent.len(),
+            merges: self.merges.len(),
+            junk: self.junk_log.len(),
+            ..Mark::default()
+        };
+        Ok(())
     }
 
     /// A full run's first pass: counts, for every strong value, the distinct
@@ -510,6 +899,57 @@ impl IdentityGraph {
         })
     }
 
+    /// Every value with its kind, current profile, the records that
+    /// carried it, and when it was first and last seen.
+    pub fn identifier_details(&self) -> impl Iterator<Item = IdentifierRow<'_>> + '_ {
+        (0..self.parent.len()).map(move |n| IdentifierRow {
+            kind: usize::from(self.kinds[n]),
+            value: self.value(n as u32),
+            profile: self.profile[self.find_const(n as u32) as usize],
+            records: u64::from(self.node_records[n]),
+            first_seen: seen(self.node_first[n], NO_FIRST),
+            last_seen: seen(self.node_last[n], NO_LAST),
+        })
+    }
+
+    /// How a value came to be in its profile: the profile it joined when
+    /// first seen, then each merge that carried that profile into the next,
+    /// up to the current one. `None` for an unknown value.
+    pub fn explain(&self, kind: usize, normalized: &str) -> Option<(ProfileId, Vec<&Merge>)> {
+        let node = self.lookup(u8::try_from(kind).ok()?, normalized)?;
+        let born = self.born[node as usize];
+        let mut chain = Vec::new();
+        let mut p = born;
+        while self.retired.contains_key(&p) {
+            let m = self.merges.iter().find(|m| m.merged == p)?;
+            chain.push(m);
+            p = m.survivor;
+        }
+        Some((born, chain))
+    }
+
+    /// The live profiles, in id order.
+    pub fn live_profile_ids(&self) -> impl Iterator<Item = ProfileId> + '_ {
+        (0..self.roots.len() as ProfileId).filter(|p| !self.retired.contains_key(p))
+    }
+
+    /// Records of profile `p` per source (in source order).
+    pub fn profile_records(&self, p: ProfileId) -> &[u64] {
+        let i = usize::try_from(p).unwrap_or(usize::MAX);
+        self.prof_records
+            .get(i * self.sources..(i + 1) * self.sources)
+            .unwrap_or(&[])
+    }
+
+    /// When profile `p` was first and last seen (its sources' times).
+    pub fn profile_seen(&self, p: ProfileId) -> (Option<i64>, Option<i64>) {
+        let i = usize::try_from(p).unwrap_or(usize::MAX);
+        (
+            self.prof_first.get(i).and_then(|t| seen(*t, NO_FIRST)),
+            self.prof_last.get(i).and_then(|t| seen(*t, NO_LAST)),
+        )
+    }
+
     /// The size (in values) of the largest profile.
     pub fn largest_profile(&self) -> usize {
         let mut sizes: HashMap<u32, usize> = HashMap::new();
@@ -518,6 +958,27 @@ impl IdentityGraph {
         }
         sizes.values().copied().max().unwrap_or(0)
     }
+}
+
+/// One value of the graph (see [`IdentityGraph::identifier_details`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentifierRow<'a> {
+    /// Its kind (index into the configuration's kinds).
+    pub kind: usize,
+    /// Its normalised value.
+    pub value: &'a str,
+    /// The profile it belongs to now.
+    pub profile: ProfileId,
+    /// Records that carried it.
+    pub records: u64,
+    /// Earliest time of those records.
+    pub first_seen: Option<i64>,
+    /// Latest time of those records.
+    pub last_seen: Option<i64>,
+}
+
+fn seen(t: i64, none: i64) -> Option<i64> {
+    (t != none).then_some(t)
 }
 
 /// Counts the distinct strong values each strong value appears with.
@@ -567,12 +1028,16 @@ impl JunkDetector {
         for (a, _) in &self.pairs {
             degree[*a as usize] += 1;
         }
-        let mut marked = 0;
-        for (key, n) in self.ids {
-            if degree[n as usize] > max {
-                graph.junk.entry(key).or_insert(JunkReason::TooManyLinks);
-                marked += 1;
-            }
+        let mut found: Vec<((u8, String), u32)> = self
+            .ids
+            .into_iter()
+            .filter(|(_, n)| degree[*n as usize] > max)
+            .collect();
+        // In first-seen order, so the log is the same on every run.
+        found.sort_by_key(|(_, n)| *n);
+        let marked = found.len();
+        for ((k, v), _) in found {
+            graph.mark_junk(k, v, JunkReason::TooManyLinks);
         }
         marked
     }
@@ -602,6 +1067,10 @@ mod tests {
         }
     }
 
+    fn add(g: &mut IdentityGraph, raw: &[(usize, &str)]) -> Option<ProfileId> {
+        g.add_record(raw, 0, None)
+    }
+
     const C: usize = 0;
     const E: usize = 1;
     const P: usize = 2;
@@ -609,31 +1078,32 @@ mod tests {
 
     #[test]
     fn records_sharing_a_value_share_a_profile() {
-        let mut g = IdentityGraph::new(config(true));
-        let a = g.add_record(&[(C, "42"), (E, "Marie.Dupont@gmail.com")]);
-        let b = g.add_record(&[
-            (E, " mariedupont+promo@googlemail.com"),
-            (P, "06 12 34 56 78"),
-        ]);
-        let c = g.add_record(&[(P, "+33612345678"), (D, "dev-1")]);
+        let mut g = IdentityGraph::new(config(true), 1);
+        let a = add(&mut g, &[(C, "42"), (E, "Marie.Dupont@gmail.com")]);
+        let b = add(
+            &mut g,
+            &[
+                (E, " mariedupont+promo@googlemail.com"),
+                (P, "06 12 34 56 78"),
+            ],
+        );
+        let c = add(&mut g, &[(P, "+33612345678"), (D, "dev-1")]);
         assert_eq!(a, Some(0));
         assert_eq!(b, a);
         assert_eq!(c, a);
         assert_eq!(g.live_profiles(), 1);
         assert_eq!(g.resolve(&[(D, "dev-1")]), Some(0));
         assert_eq!(g.resolve(&[(D, "dev-2")]), None);
-        assert_eq!(g.add_record(&[(E, "N/A"), (P, "0000000000")]), None);
+        assert_eq!(add(&mut g, &[(E, "N/A"), (P, "0000000000")]), None);
     }
 
     #[test]
     fn a_merge_keeps_the_older_id_and_is_logged() {
-        let mut g = IdentityGraph::new(config(true));
-        let marie = g.add_record(&[(E, "marie@a.fr")]).unwrap();
-        let phone = g.add_record(&[(P, "0612345678")]).unwrap();
+        let mut g = IdentityGraph::new(config(true), 1);
+        let marie = add(&mut g, &[(E, "marie@a.fr")]).unwrap();
+        let phone = add(&mut g, &[(P, "0612345678")]).unwrap();
         assert_ne!(marie, phone);
-        let both = g
-            .add_record(&[(P, "0612345678"), (E, "marie@a.fr")])
-            .unwrap();
+        let both = add(&mut g, &[(P, "0612345678"), (E, "marie@a.fr")]).unwrap();
         assert_eq!(both, marie);
         assert_eq!(g.survivor(phone), marie);
         assert_eq!(g.merges().len(), 1);
@@ -644,15 +1114,15 @@ mod tests {
 
     #[test]
     fn limits_and_weak_kinds_prevent_over_merging() {
-        let mut g = IdentityGraph::new(config(true));
-        let m = g.add_record(&[(C, "1"), (E, "marie@a.fr")]).unwrap();
-        let p = g.add_record(&[(C, "2"), (E, "paul@a.fr")]).unwrap();
+        let mut g = IdentityGraph::new(config(true), 1);
+        let m = add(&mut g, &[(C, "1"), (E, "marie@a.fr")]).unwrap();
+        let p = add(&mut g, &[(C, "2"), (E, "paul@a.fr")]).unwrap();
         // Two customer ids never share a profile.
-        assert_eq!(g.add_record(&[(C, "2"), (E, "marie@a.fr")]), Some(p));
+        assert_eq!(add(&mut g, &[(C, "2"), (E, "marie@a.fr")]), Some(p));
         assert_eq!(g.resolve(&[(E, "marie@a.fr")]), Some(m));
         // A shared tablet does not merge the household.
-        g.add_record(&[(D, "tablet"), (E, "marie@a.fr")]);
-        assert_eq!(g.add_record(&[(D, "tablet"), (E, "paul@a.fr")]), Some(p));
+        add(&mut g, &[(D, "tablet"), (E, "marie@a.fr")]);
+        assert_eq!(add(&mut g, &[(D, "tablet"), (E, "paul@a.fr")]), Some(p));
         assert_eq!(g.resolve(&[(D, "tablet")]), Some(m));
         assert_eq!(g.live_profiles(), 2);
         assert_eq!(g.stats().links_dropped_weak, 1);
@@ -661,9 +1131,9 @@ mod tests {
 
     #[test]
     fn blocklisted_and_detected_junk_link_nobody() {
-        let mut g = IdentityGraph::new(config(false));
-        let a = g.add_record(&[(E, "info@shop.fr"), (P, "0611111112")]);
-        let b = g.add_record(&[(E, "info@shop.fr"), (P, "0622222223")]);
+        let mut g = IdentityGraph::new(config(false), 1);
+        let a = add(&mut g, &[(E, "info@shop.fr"), (P, "0611111112")]);
+        let b = add(&mut g, &[(E, "info@shop.fr"), (P, "0622222223")]);
         assert_ne!(a, b);
         // A till's placeholder e-mail typed for many customers.
         let records: Vec<Vec<(usize, String)>> = (0..10)
@@ -679,7 +1149,7 @@ mod tests {
             .map(|r| r.iter().map(|(k, v)| (*k, v.as_str())).collect())
             .collect();
         assert_eq!(g.detect_junk(borrowed.iter().map(Vec::as_slice)), 1);
-        let ids: Vec<_> = borrowed.iter().map(|r| g.add_record(r)).collect();
+        let ids: Vec<_> = borrowed.iter().map(|r| add(&mut g, r)).collect();
         let distinct: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(distinct.len(), 10);
         assert!(
@@ -687,5 +1157,66 @@ mod tests {
                 && v == "walkin@shop.fr"
                 && *r == JunkReason::TooManyLinks)
         );
+    }
+
+    /// Everything observable of a graph, for comparing two.
+    fn state(g: &IdentityGraph) -> String {
+        let mut ids: Vec<String> = g.identifier_details().map(|r| format!("{r:?}")).collect();
+        ids.sort();
+        let profiles: Vec<String> = g
+            .live_profile_ids()
+            .map(|p| format!("{p}:{:?}:{:?}", g.profile_records(p), g.profile_seen(p)))
+            .collect();
+        format!(
+            "{ids:?}\n{profiles:?}\n{:?}\n{:?}\n{:?}\n{}",
+            g.merges(),
+            g.junk(),
+            g.stats(),
+            g.profiles_created()
+        )
+    }
+
+    #[test]
+    fn replaying_the_deltas_rebuilds_the_graph() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..20u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut cfg = config(seed % 2 == 0);
+            cfg.max_links = Some(3);
+            let mut g = IdentityGraph::new(cfg.clone(), 3);
+            let mut deltas = Vec::new();
+            for _ in 0..400 {
+                let mut raw: Vec<(usize, String)> = Vec::new();
+                for k in [C, E, P, D] {
+                    if rng.random_bool(0.5) {
+                        let v = rng.random_range(0..60u32);
+                        raw.push(match k {
+                            C => (k, format!("{v}")),
+                            E => (k, format!("p{v}@x.fr")),
+                            P => (k, format!("06123450{v:02}")),
+                            _ => (k, format!("dev{v}")),
+                        });
+                    }
+                }
+                let borrowed: Vec<(usize, &str)> =
+                    raw.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let time = rng
+                    .random_bool(0.8)
+                    .then(|| rng.random_range(0..1_000_000i64));
+                g.add_record(&borrowed, rng.random_range(0..3usize), time);
+                if rng.random_bool(0.05) {
+                    deltas.push(g.take_delta());
+                }
+            }
+            deltas.push(g.take_delta());
+            let mut replayed = IdentityGraph::new(cfg, 3);
+            for d in deltas {
+                // Split deltas replay like whole ones.
+                for chunk in d.split(7) {
+                    replayed.apply_delta(&chunk).unwrap();
+                }
+            }
+            assert_eq!(state(&g), state(&replayed), "seed {seed}");
+        }
     }
 }

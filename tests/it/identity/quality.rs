@@ -136,10 +136,10 @@ fn unify_reaches_the_quality_bar_on_generated_data() {
         .map(|(_, _, ids)| ids.iter().map(|(k, v)| (*k, v.as_str())).collect())
         .collect();
 
-    let mut graph = IdentityGraph::new(config());
+    let mut graph = IdentityGraph::new(config(), SOURCES.len());
     graph.detect_junk(borrowed.iter().map(Vec::as_slice));
-    for r in &borrowed {
-        graph.add_record(r);
+    for ((s, _, _), r) in records.iter().zip(&borrowed) {
+        graph.add_record(r, *s, None);
     }
     let scored = records.iter().zip(&borrowed).map(|((s, key, _), ids)| {
         let person = truth[&(SOURCES[*s].0.to_string(), *key)];

@@ -1,0 +1,93 @@
+//! Tessera's SQL functions over profile spaces, registered into the SQL
+//! layer's session when a database opens:
+//!
+//! | function | kind | what it returns |
+//! |---|---|---|
+//! | `unify(kind, value)`, `unify(space, kind, value)` | scalar | the profile an identifier resolves to ([`resolve`]) |
+//! | `unify_explain(space, kind, value)` | table | how that identifier came to be in its profile ([`explain`]) |
+//! | `unify_stats(space)` | table | the quality of a space's unification ([`stats`]) |
+//! | `most_recent(value, ts)` | aggregate | the value with the latest time ([`golden`]) |
+//! | `most_frequent(value)` | aggregate | the commonest value |
+//! | `first_by_priority(value, source, 'a,b,…')` | aggregate | the value of the highest-priority source |
+
+pub mod explain;
+pub mod golden;
+pub mod resolve;
+pub mod stats;
+
+use std::sync::Arc;
+
+use tessera_sql::datafusion::common::ScalarValue;
+use tessera_sql::datafusion::error::{DataFusionError, Result as DfResult};
+use tessera_sql::datafusion::logical_expr::{AggregateUDF, Expr, ScalarUDF};
+use tessera_sql::{SqlEngine, SqlError};
+
+use crate::space::Space;
+use crate::spaces::Spaces;
+
+/// Registers every function of this module into `engine`'s session.
+pub fn register(engine: &SqlEngine, spaces: &Arc<Spaces>) {
+    let ctx = engine.context();
+    ctx.register_udf(ScalarUDF::from(resolve::Unify::new(Arc::clone(spaces))));
+    ctx.register_udtf(
+        "unify_explain",
+        Arc::new(explain::UnifyExplain::new(Arc::clone(spaces))),
+    );
+    ctx.register_udtf(
+        "unify_stats",
+        Arc::new(stats::UnifyStats::new(Arc::clone(spaces))),
+    );
+    ctx.register_udaf(AggregateUDF::from(golden::MostRecent::new()));
+    ctx.register_udaf(AggregateUDF::from(golden::MostFrequent::new()));
+    ctx.register_udaf(AggregateUDF::from(golden::FirstByPriority::new()));
+}
+
+/// The text of a literal argument of a table function.
+fn literal_text(function: &str, e: &Expr) -> DfResult<String> {
+    match e {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)),
+            _,
+        ) => Ok(s.clone()),
+        Expr::Literal(v, _) if !v.is_null() => Ok(v.to_string()),
+        other => Err(invalid(format!(
+            "{function}: arguments are literals, got {other}"
+        ))),
+    }
+}
+
+fn invalid(message: String) -> DataFusionError {
+    SqlError::InvalidParameter(message).into_datafusion()
+}
+
+/// The space named `name` (`space` or `schema.space`).
+fn space_named(spaces: &Spaces, name: &str) -> DfResult<Arc<Space>> {
+    let lower = name.trim().to_lowercase();
+    let storage = if lower.contains('.') {
+        lower
+    } else {
+        format!("{}.{lower}", tessera_sql::DEFAULT_SCHEMA)
+    };
+    spaces.get(&storage).ok_or_else(|| {
+        SqlError::UndefinedObject(format!(
+            "profile space \"{name}\" does not exist (UNIFY defines one)"
+        ))
+        .into_datafusion()
+    })
+}
+
+/// The index of kind `kind` in `space`.
+fn kind_index(space: &Space, kind: &str) -> DfResult<usize> {
+    let kind = kind.trim().to_lowercase();
+    let kinds = &space.spec.config.kinds;
+    kinds.iter().position(|k| k.name == kind).ok_or_else(|| {
+        let names: Vec<&str> = kinds.iter().map(|k| k.name.as_str()).collect();
+        invalid(format!(
+            "\"{kind}\" is not an identifier kind of profile space {} (kinds: {})",
+            space.spec.name,
+            names.join(", ")
+        ))
+    })
+}

@@ -1,0 +1,390 @@
+//! A profile space at run time: its identity graph in memory, the log that
+//! makes it durable, and the hook on each of its sources.
+//!
+//! ## Durability
+//!
+//! The graph's changes are logged, as [`GraphDelta`]s, in the table
+//! `<space>$graph` (`seq BIGINT, delta BYTEA`): a full `UNIFY` writes the
+//! whole graph there, and every write to a source appends the delta it
+//! caused *in the same atomic commit* as the rows ([`SourceHook`]). Opening
+//! the database replays the log in `seq` order ([`Space::restore`]); the
+//! sources are not read again.
+//!
+//! ## Profile ids in the sources
+//!
+//! Each source has a generated `profile_id` column: the profile its record
+//! joined when it was resolved. Profiles merge later; a read maps the
+//! stored id to its survivor through [`Space::current`], so the column is
+//! always current without rewriting a row.
+//!
+//! ## Concurrency
+//!
+//! One write statement at a time per space (the writer token, held from
+//! [`TableHook::begin_write`] to the commit). Readers of the sources see the
+//! merges of committed writes only. A write that fails after changing the
+//! graph leaves it stale; it is rebuilt from the log before its next use.
+
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use tessera_sql::SqlError;
+use tessera_sql::datafusion::arrow::array::{
+    ArrayRef, AsArray, BinaryArray, Int64Array, RecordBatch,
+};
+use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use tessera_sql::hook::{HookWrite, TableHook};
+use tessera_sql::storage::{ScanOptions, Store};
+
+use crate::error::{EngineError, Result};
+use crate::identity::graph::{GraphDelta, IdentityGraph, Merge, ProfileId};
+use crate::unify::{PROFILE_ID, UnifySpec, resolve_batch, time_column};
+
+/// Format of a log entry (the first field of every `delta`).
+const LOG_FORMAT: u32 = 1;
+
+/// Graph changes per log row (a full run writes the graph in chunks).
+pub const LOG_CHUNK: usize = 1 << 16;
+
+/// One row of the log: a format number, then the delta.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LogEntry {
+    format: u32,
+    delta: GraphDelta,
+}
+
+/// The columns of the log table.
+pub fn log_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("seq", DataType::Int64, false),
+        Field::new("delta", DataType::Binary, false),
+    ]))
+}
+
+/// Encodes `delta` as log rows numbered from `first_seq`.
+pub fn log_rows(delta: GraphDelta, first_seq: i64) -> Result<RecordBatch> {
+    let mut seqs = Vec::new();
+    let mut blobs: Vec<Vec<u8>> = Vec::new();
+    for (i, chunk) in delta.split(LOG_CHUNK).into_iter().enumerate() {
+        let bytes = postcard::to_allocvec(&LogEntry {
+            format: LOG_FORMAT,
+            delta: chunk,
+        })
+        .map_err(|e| {
+            EngineError::InvalidOption(format!("a graph change cannot be encoded: {e}"))
+        })?;
+        seqs.push(first_seq + i as i64);
+        blobs.push(bytes);
+    }
+    Ok(RecordBatch::try_new(
+        log_schema(),
+        vec![
+            Arc::new(Int64Array::from(seqs)),
+            Arc::new(BinaryArray::from_iter_values(blobs.iter())),
+        ],
+    )?)
+}
+
+/// The graph and what goes with it, under the space's lock.
+#[derive(Debug)]
+pub struct SpaceState {
+    /// The identity graph.
+    pub graph: IdentityGraph,
+    /// The graph differs from the log (a write failed): rebuild before use.
+    stale: bool,
+    /// Sequence number of the next log row.
+    next_seq: i64,
+}
+
+/// A profile space at run time.
+#[derive(Debug)]
+pub struct Space {
+    /// Its definition.
+    pub spec: UnifySpec,
+    store: Store,
+    state: Mutex<SpaceState>,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Profile id -> the profile that absorbed it (itself when live), as of
+    /// the last committed write.
+    survivors: RwLock<Vec<ProfileId>>,
+}
+
+impl Space {
+    /// A space whose graph was just built (by a full run whose log rows
+    /// numbered up to `next_seq`).
+    pub fn new(spec: UnifySpec, store: Store, graph: IdentityGraph, next_seq: i64) -> Self {
+        let survivors = survivor_table(&graph);
+        Space {
+            spec,
+            store,
+            state: Mutex::new(SpaceState {
+                graph,
+                stale: false,
+                next_seq,
+            }),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            survivors: RwLock::new(survivors),
+        }
+    }
+
+    /// Rebuilds a space's graph from its log.
+    pub fn restore(spec: UnifySpec, store: Store) -> Result<Self> {
+        let (graph, next_seq) = replay(&spec, &store)?;
+        Ok(Self::new(spec, store, graph, next_seq))
+    }
+
+    /// The storage name of the log table.
+    pub fn log_table(spec: &UnifySpec) -> String {
+        spec.table("$graph")
+    }
+
+    /// The state, rebuilt from the log first if a failed write left it stale.
+    pub fn state(&self) -> Result<MutexGuard<'_, SpaceState>> {
+        let mut st = self.state.lock();
+        if st.stale {
+            let (graph, next_seq) = replay(&self.spec, &self.store)?;
+            st.graph = graph;
+            st.next_seq = next_seq;
+            st.stale = false;
+            *self.survivors.write() = survivor_table(&st.graph);
+        }
+        Ok(st)
+    }
+
+    /// Waits for the space's writer token (one write statement at a time).
+    pub async fn writer_token(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.writer).lock_owned().await
+    }
+
+    /// The current profile of a stored profile id.
+    pub fn current(&self, id: ProfileId) -> ProfileId {
+        let s = self.survivors.read();
+        follow(&s, id)
+    }
+
+    /// Maps a column of stored profile ids to current ones.
+    fn map_ids(&self, ids: &Int64Array) -> Int64Array {
+        let s = self.survivors.read();
+        if s.iter().enumerate().all(|(i, v)| *v == i as u64) {
+            return ids.clone();
+        }
+        ids.iter()
+            .map(|v| v.map(|id| u64::try_from(id).map_or(id, |u| follow(&s, u) as i64)))
+            .collect()
+    }
+
+    fn committed(&self, merges: &[Merge], profiles: u64) {
+        let mut s = self.survivors.write();
+        let n = usize::try_from(profiles).unwrap_or(s.len());
+        while s.len() < n {
+            let next = s.len() as u64;
+            s.push(next);
+        }
+        for m in merges {
+            if let Some(slot) = usize::try_from(m.merged).ok().and_then(|i| s.get_mut(i)) {
+                *slot = m.survivor;
+            }
+        }
+    }
+
+    /// The hook of source number `index`.
+    pub fn hook(self: &Arc<Self>, index: usize) -> Result<Arc<SourceHook>> {
+        let source = self.spec.sources.get(index).ok_or_else(|| {
+            EngineError::UndefinedObject(format!(
+                "source {index} of profile space {}",
+                self.spec.name
+            ))
+        })?;
+        let schema = self.store.table(&source.table)?.schema();
+        Ok(Arc::new(SourceHook {
+            space: Arc::clone(self),
+            index,
+            time: time_column(&schema),
+        }))
+    }
+}
+
+/// Follows `id` to the profile that absorbed it.
+fn follow(s: &[ProfileId], mut id: ProfileId) -> ProfileId {
+    // Chains only lead to smaller ids, so this ends.
+    while let Some(next) = usize::try_from(id).ok().and_then(|i| s.get(i)) {
+        if *next == id {
+            break;
+        }
+        id = *next;
+    }
+    id
+}
+
+fn survivor_table(graph: &IdentityGraph) -> Vec<ProfileId> {
+    let mut s: Vec<ProfileId> = (0..graph.profiles_created()).collect();
+    for m in graph.merges() {
+        if let Some(slot) = usize::try_from(m.merged).ok().and_then(|i| s.get_mut(i)) {
+            *slot = m.survivor;
+        }
+    }
+    s
+}
+
+/// Replays the log of `spec`'s space; returns the graph and the next `seq`.
+fn replay(spec: &UnifySpec, store: &Store) -> Result<(IdentityGraph, i64)> {
+    let table = Space::log_table(spec);
+    let scan = store.table(&table)?.scan(&ScanOptions::default())?;
+    let mut rows: Vec<(i64, Vec<u8>)> = Vec::new();
+    for part in scan.partitions {
+        for batch in part {
+            let batch = batch?;
+            let (Some(seq), Some(delta)) =
+                (batch.column_by_name("seq"), batch.column_by_name("delta"))
+            else {
+                return Err(corrupt(&table, "the log lacks its seq or delta column"));
+            };
+            let (Some(seq), Some(delta)) = (
+                seq.as_primitive_opt::<Int64Type>(),
+                delta.as_binary_opt::<i32>(),
+            ) else {
+                return Err(corrupt(&table, "the log's columns have the wrong types"));
+            };
+            for i in 0..batch.num_rows() {
+                rows.push((seq.value(i), delta.value(i).to_vec()));
+            }
+        }
+    }
+    rows.sort_by_key(|r| r.0);
+    let mut graph = IdentityGraph::new(spec.config.clone(), spec.sources.len());
+    let mut next = 0;
+    for (seq, bytes) in rows {
+        let entry: LogEntry = postcard::from_bytes(&bytes)
+            .map_err(|e| corrupt(&table, &format!("log row {seq} cannot be decoded: {e}")))?;
+        if entry.format != LOG_FORMAT {
+            return Err(corrupt(
+                &table,
+                &format!("log row {seq} has format {}", entry.format),
+            ));
+        }
+        graph
+            .apply_delta(&entry.delta)
+            .map_err(|e| corrupt(&table, &format!("log row {seq}: {e}")))?;
+        next = seq + 1;
+    }
+    Ok((graph, next))
+}
+
+fn corrupt(table: &str, detail: &str) -> EngineError {
+    EngineError::Sql(SqlError::Storage(tessera_sql::storage::Error::Corruption {
+        path: std::path::PathBuf::from(table),
+        detail: format!("identity graph log {table}: {detail}"),
+    }))
+}
+
+/// The hook on one source of a space: fills `profile_id` on every write
+/// (resolving the new rows into the graph) and maps it on every read.
+#[derive(Debug)]
+pub struct SourceHook {
+    space: Arc<Space>,
+    index: usize,
+    time: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl TableHook for SourceHook {
+    fn generated_columns(&self) -> Vec<String> {
+        vec![PROFILE_ID.to_string()]
+    }
+
+    fn mapped_columns(&self) -> Vec<String> {
+        vec![PROFILE_ID.to_string()]
+    }
+
+    fn map_read(&self, batch: RecordBatch) -> tessera_sql::Result<RecordBatch> {
+        let Ok(i) = batch.schema().index_of(PROFILE_ID) else {
+            return Ok(batch);
+        };
+        let Some(ids) = batch.column(i).as_primitive_opt::<Int64Type>() else {
+            return Ok(batch);
+        };
+        let mapped: ArrayRef = Arc::new(self.space.map_ids(ids));
+        let mut columns = batch.columns().to_vec();
+        columns[i] = mapped;
+        Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    }
+
+    async fn begin_write(&self, _table: &str) -> tessera_sql::Result<Box<dyn HookWrite>> {
+        let token = self.space.writer_token().await;
+        Ok(Box::new(SourceWrite {
+            space: Arc::clone(&self.space),
+            index: self.index,
+            time: self.time.clone(),
+            _token: token,
+            changed: false,
+            merges: Vec::new(),
+            profiles: 0,
+            done: false,
+        }))
+    }
+}
+
+/// One write statement to a source.
+struct SourceWrite {
+    space: Arc<Space>,
+    index: usize,
+    time: Option<String>,
+    _token: tokio::sync::OwnedMutexGuard<()>,
+    changed: bool,
+    merges: Vec<Merge>,
+    profiles: u64,
+    done: bool,
+}
+
+fn sql_error(e: EngineError) -> SqlError {
+    match e {
+        EngineError::Sql(e) => e,
+        other => SqlError::InvalidText(other.to_string()),
+    }
+}
+
+impl HookWrite for SourceWrite {
+    fn rows(&mut self, batch: RecordBatch) -> tessera_sql::Result<RecordBatch> {
+        let mut st = self.space.state().map_err(sql_error)?;
+        self.changed = true;
+        let source = &self.space.spec.sources[self.index];
+        let out = resolve_batch(
+            &mut st.graph,
+            &batch,
+            source,
+            self.index,
+            self.time.as_deref(),
+        )
+        .map_err(sql_error)?;
+        // The batch keeps its own schema (profile_id is one of its columns).
+        Ok(RecordBatch::try_new(
+            batch.schema(),
+            out.columns().to_vec(),
+        )?)
+    }
+
+    fn finish(&mut self) -> tessera_sql::Result<Vec<(String, RecordBatch)>> {
+        let mut st = self.space.state().map_err(sql_error)?;
+        let delta = st.graph.take_delta();
+        if !self.changed {
+            return Ok(Vec::new());
+        }
+        self.merges = delta.merges.clone();
+        self.profiles = st.graph.profiles_created();
+        let rows = log_rows(delta, st.next_seq).map_err(sql_error)?;
+        st.next_seq += rows.num_rows() as i64;
+        Ok(vec![(Space::log_table(&self.space.spec), rows)])
+    }
+
+    fn committed(mut self: Box<Self>) {
+        self.done = true;
+        self.space.committed(&self.merges, self.profiles);
+    }
+}
+
+impl Drop for SourceWrite {
+    fn drop(&mut self) {
+        if self.changed && !self.done {
+            self.space.state.lock().stale = true;
+        }
+    }
+}
