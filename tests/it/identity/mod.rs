@@ -1,4 +1,6 @@
-//! Identity resolution against the generator's ground truth.
+//! Identity resolution: quality against the generator's ground truth, and
+//! the incremental path against a full run and a plain union-find.
 
 mod datagen;
+mod incremental;
 mod quality;
