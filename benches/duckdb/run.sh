@@ -2,12 +2,17 @@
 # Runs the DuckDB side of the benchmarks on this machine:
 #   run.sh [rows]            the storage benchmarks (storage_compare.py)
 #   run.sh sql CSV [runs]    the SQL benchmarks over a CSV (sql_compare.py)
+#   run.sh unify DIR [...]   UNIFY's comparison over generated data (unify_compare.py)
 # Installs DuckDB's Python package (and pyarrow) into ./.venv on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/.venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/benches/duckdb/requirements.txt"
+if [ "${1:-}" = unify ]; then
+  shift
+  exec "$venv/bin/python" "$root/benches/duckdb/unify_compare.py" "$@"
+fi
 if [ "${1:-}" = sql ]; then
   shift
   exec "$venv/bin/python" "$root/benches/duckdb/sql_compare.py" "$@"

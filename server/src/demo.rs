@@ -1,204 +1,93 @@
-//! `tessera demo`: a database of sample multi-channel customer data, a few
-//! questions asked of it, and what to try next.
-
-use std::sync::Arc;
+//! `tessera demo`: sample multi-channel customer data (the generator's, with
+//! the noise real data has), unified into customer profiles by `UNIFY`, a
+//! few questions asked of it, and what to try next.
 
 use tessera_engine::Database;
-use tessera_engine::engine_arrow::array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use tessera_engine::datagen::{GenOptions, Generator, ddl};
 
 use crate::print;
 
-/// A small deterministic generator (SplitMix64), so the demo needs no data files.
-struct Rng(u64);
+/// The tables the demo loads (the generator's, less its ground truth).
+const TABLES: [&str; 5] = [
+    "crm_contacts",
+    "orders",
+    "web_events",
+    "support_tickets",
+    "consents",
+];
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+/// Creates and fills the demo tables with `persons` people's records;
+/// returns the row counts loaded.
+pub fn load(db: &Database, persons: u64) -> tessera_engine::Result<Vec<(&'static str, usize)>> {
+    for t in TABLES {
+        if let Some(sql) = ddl(t) {
+            db.execute(&sql)?;
+        }
     }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+    let mut counts: Vec<(&'static str, usize)> = TABLES.iter().map(|t| (*t, 0)).collect();
+    for chunk in Generator::new(GenOptions::new(persons, 42)) {
+        for (t, batch) in chunk.tables {
+            if let Some(c) = counts.iter_mut().find(|c| c.0 == t) {
+                db.append(t, &batch)?;
+                c.1 += batch.num_rows();
+            }
+        }
     }
-}
-
-const FIRST: [&str; 10] = [
-    "marie", "paul", "lea", "hugo", "chloe", "louis", "emma", "jules", "alice", "noah",
-];
-const LAST: [&str; 8] = [
-    "martin", "bernard", "dubois", "thomas", "robert", "richard", "petit", "durand",
-];
-const COUNTRIES: [&str; 5] = ["FR", "DE", "ES", "IT", "BE"];
-const EVENTS: [&str; 5] = [
-    "page_view",
-    "page_view",
-    "search",
-    "add_to_cart",
-    "purchase",
-];
-const CHANNELS: [&str; 3] = ["web", "app", "store"];
-/// 2026-01-01T00:00:00Z in microseconds.
-const T0: i64 = 1_767_225_600_000_000;
-const DAY: i64 = 86_400_000_000;
-
-/// Creates and fills the demo tables; returns the row counts loaded.
-pub fn load(db: &Database, customers: u64) -> tessera_engine::Result<Vec<(&'static str, usize)>> {
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS crm_contacts (customer_id BIGINT NOT NULL, email TEXT, phone TEXT, first_name TEXT, last_name TEXT, country TEXT);
-         CREATE TABLE IF NOT EXISTS orders (order_id BIGINT NOT NULL, customer_id BIGINT, email TEXT, channel TEXT, amount DOUBLE PRECISION, ordered_at TIMESTAMPTZ);
-         CREATE TABLE IF NOT EXISTS web_events (event_id BIGINT NOT NULL, anonymous_id TEXT, user_email TEXT, event_type TEXT, channel TEXT, occurred_at TIMESTAMPTZ);
-         CREATE TABLE IF NOT EXISTS support_tickets (ticket_id BIGINT NOT NULL, email TEXT, phone TEXT, subject TEXT, opened_at TIMESTAMPTZ)",
-    )?;
-    let mut rng = Rng(42);
-    let n = customers as usize;
-    let email = |i: u64| {
-        format!(
-            "{}.{}{}@example.com",
-            FIRST[(i % 10) as usize],
-            LAST[(i % 8) as usize],
-            i
-        )
-    };
-    let schema = |t: &str| -> tessera_engine::Result<_> {
-        Ok(db
-            .execute(&format!("SELECT * FROM {t} LIMIT 0"))?
-            .remove(0)
-            .schema)
-    };
-
-    let ids: Vec<i64> = (1..=n as i64).collect();
-    let contacts = RecordBatch::try_new(
-        schema("crm_contacts")?,
-        vec![
-            Arc::new(Int64Array::from(ids.clone())) as ArrayRef,
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| email(*i as u64)),
-            )),
-            Arc::new(StringArray::from_iter_values(ids.iter().map(|i| {
-                format!(
-                    "+33 6 {:02} {:02} {:02} {:02}",
-                    i % 97,
-                    i % 89,
-                    i % 83,
-                    i % 79
-                )
-            }))),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| FIRST[(*i as usize) % 10]),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| LAST[(*i as usize) % 8]),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| COUNTRIES[(*i as usize) % 5]),
-            )),
-        ],
-    )?;
-    db.append("crm_contacts", &contacts)?;
-
-    let orders_n = n * 4;
-    let cust: Vec<u64> = (0..orders_n).map(|_| 1 + rng.below(customers)).collect();
-    let orders = RecordBatch::try_new(
-        schema("orders")?,
-        vec![
-            Arc::new(Int64Array::from_iter_values(1..=orders_n as i64)) as ArrayRef,
-            Arc::new(Int64Array::from_iter_values(cust.iter().map(|c| *c as i64))),
-            Arc::new(StringArray::from_iter_values(
-                cust.iter().map(|c| email(*c)),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                cust.iter().map(|_| CHANNELS[rng.below(3) as usize]),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                cust.iter()
-                    .map(|_| (500 + rng.below(20_000)) as f64 / 100.0),
-            )),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(
-                    cust.iter().map(|_| T0 + rng.below(90) as i64 * DAY),
-                )
-                .with_timezone("UTC"),
-            ),
-        ],
-    )?;
-    db.append("orders", &orders)?;
-
-    let events_n = n * 20;
-    let who: Vec<u64> = (0..events_n).map(|_| 1 + rng.below(customers)).collect();
-    let events = RecordBatch::try_new(
-        schema("web_events")?,
-        vec![
-            Arc::new(Int64Array::from_iter_values(1..=events_n as i64)) as ArrayRef,
-            Arc::new(StringArray::from_iter_values(
-                who.iter()
-                    .map(|c| format!("dev-{:06x}", c * 7919 % 1_000_003)),
-            )),
-            Arc::new(
-                who.iter()
-                    .map(|c| (c % 3 == 0).then(|| email(*c)))
-                    .collect::<StringArray>(),
-            ),
-            Arc::new(StringArray::from_iter_values(
-                who.iter().map(|_| EVENTS[rng.below(5) as usize]),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                who.iter().map(|_| CHANNELS[rng.below(2) as usize]),
-            )),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(
-                    who.iter()
-                        .map(|_| T0 + rng.below(90 * 24) as i64 * DAY / 24),
-                )
-                .with_timezone("UTC"),
-            ),
-        ],
-    )?;
-    db.append("web_events", &events)?;
-
-    let tickets_n = n / 2;
-    let who: Vec<u64> = (0..tickets_n).map(|_| 1 + rng.below(customers)).collect();
-    let tickets = RecordBatch::try_new(
-        schema("support_tickets")?,
-        vec![
-            Arc::new(Int64Array::from_iter_values(1..=tickets_n as i64)) as ArrayRef,
-            Arc::new(StringArray::from_iter_values(who.iter().map(|c| email(*c)))),
-            Arc::new(StringArray::from_iter_values(who.iter().map(|i| {
-                format!(
-                    "+33 6 {:02} {:02} {:02} {:02}",
-                    i % 97,
-                    i % 89,
-                    i % 83,
-                    i % 79
-                )
-            }))),
-            Arc::new(StringArray::from_iter_values(who.iter().map(|c| {
-                ["late delivery", "refund", "login problem"][(*c % 3) as usize]
-            }))),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(
-                    who.iter().map(|_| T0 + rng.below(90) as i64 * DAY),
-                )
-                .with_timezone("UTC"),
-            ),
-        ],
-    )?;
-    db.append("support_tickets", &tickets)?;
     db.flush()?;
-    Ok(vec![
-        ("crm_contacts", n),
-        ("orders", orders_n),
-        ("web_events", events_n),
-        ("support_tickets", tickets_n),
-    ])
+    Ok(counts)
 }
+
+/// Unifies the channels into the `customers` profile space.
+pub const UNIFY: &str = "UNIFY customers
+  FROM crm_contacts (customer_id, email, phone),
+       orders (customer_id, email, phone),
+       web_events (device_id = anonymous_id, email = user_email),
+       support_tickets (email, phone)
+  WITH (phone.region = 'FR', customer_id.limit = 1, email.limit = 3)";
+
+/// The 360° view of a customer: an ordinary view over the unified tables.
+pub const CUSTOMER_360: &str = "CREATE OR REPLACE VIEW customer_360 AS
+SELECT c.profile_id, n.first_name, n.last_name, n.country, e.email,
+       c.orders_records AS orders, o.lifetime_value, o.last_order,
+       c.web_events_records AS web_events, c.support_tickets_records AS tickets
+FROM customers c
+LEFT JOIN (SELECT profile_id, most_frequent(first_name) AS first_name,
+                  most_frequent(last_name) AS last_name, most_frequent(country) AS country
+           FROM crm_contacts GROUP BY profile_id) n ON n.profile_id = c.profile_id
+LEFT JOIN (SELECT profile_id, most_recent(lower(trim(email)), ts) AS email
+           FROM (SELECT profile_id, email, created_at AS ts FROM crm_contacts
+                 UNION ALL SELECT profile_id, email, ordered_at FROM orders
+                 UNION ALL SELECT profile_id, email, created_at FROM support_tickets)
+           GROUP BY profile_id) e ON e.profile_id = c.profile_id
+LEFT JOIN (SELECT profile_id, round(sum(amount), 2) AS lifetime_value, max(ordered_at) AS last_order
+           FROM orders GROUP BY profile_id) o ON o.profile_id = c.profile_id";
 
 /// The questions the demo asks.
-pub const QUERIES: [(&str, &str); 4] = [
+pub const QUERIES: [(&str, &str); 6] = [
+    (
+        "How well the channels unified (records, profiles, completeness)",
+        "SELECT records, profiles, round(merge_rate, 3) AS merge_rate, singletons, \
+         largest_profile_records AS largest, junk_values, round(with_email, 3) AS with_email, \
+         round(with_phone, 3) AS with_phone, round(in_crm_contacts, 3) AS in_crm \
+         FROM unify_stats('customers')",
+    ),
+    (
+        "However an identifier is typed, unify() finds its profile",
+        "SELECT email AS stored, '  ' || upper(email) AS typed, unify('email', '  ' || upper(email)) AS profile_id \
+         FROM crm_contacts WHERE email IS NOT NULL ORDER BY customer_id LIMIT 3",
+    ),
+    (
+        "The 360° view: the best customers across every channel",
+        "SELECT profile_id, first_name, last_name, country, email, orders, lifetime_value, web_events, tickets \
+         FROM customer_360 ORDER BY lifetime_value DESC NULLS LAST, profile_id LIMIT 5",
+    ),
+    (
+        "Revenue per customer, guest checkouts included (orders.profile_id is generated by UNIFY)",
+        "SELECT count(DISTINCT profile_id) AS customers, count(*) AS orders, \
+         count(*) FILTER (WHERE customer_id IS NULL) AS guest_orders, \
+         round(sum(amount) / count(DISTINCT profile_id), 2) AS revenue_per_customer \
+         FROM orders WHERE profile_id IS NOT NULL",
+    ),
     (
         "Revenue per channel",
         "SELECT channel, count(*) AS orders, round(sum(amount), 2) AS revenue FROM orders GROUP BY channel ORDER BY revenue DESC",
@@ -206,18 +95,6 @@ pub const QUERIES: [(&str, &str); 4] = [
     (
         "Funnel: web events per type (the event_type column has a bitmap index, built automatically)",
         "SELECT event_type, count(*) AS events FROM web_events GROUP BY event_type ORDER BY events DESC",
-    ),
-    (
-        "Top customers by lifetime value, with their CRM record",
-        "SELECT c.customer_id, c.first_name, c.last_name, c.country, round(sum(o.amount), 2) AS ltv \
-         FROM orders o JOIN crm_contacts c ON c.customer_id = o.customer_id \
-         GROUP BY c.customer_id, c.first_name, c.last_name, c.country ORDER BY ltv DESC LIMIT 5",
-    ),
-    (
-        "One person across channels, found by email (not yet unified: that is UNIFY's job)",
-        "SELECT 'orders' AS source, count(*) AS records FROM orders WHERE email = 'marie.martin120@example.com' \
-         UNION ALL SELECT 'web_events', count(*) FROM web_events WHERE user_email = 'marie.martin120@example.com' \
-         UNION ALL SELECT 'support_tickets', count(*) FROM support_tickets WHERE email = 'marie.martin120@example.com' ORDER BY source",
     ),
 ];
 
@@ -247,6 +124,22 @@ pub fn run(
     } else {
         writeln!(out, "(reusing the sample data already there)").map_err(io)?;
     }
+    let t = std::time::Instant::now();
+    writeln!(
+        out,
+        "\n-- Unify every channel into customer profiles\n{UNIFY};"
+    )
+    .map_err(io)?;
+    for o in &db.execute(UNIFY)? {
+        writeln!(out, "{}", print::table(o)).map_err(io)?;
+    }
+    db.execute(CUSTOMER_360)?;
+    writeln!(
+        out,
+        "({:.2?}; the 360° view is a view: see docs/identity.md)",
+        t.elapsed()
+    )
+    .map_err(io)?;
     for (title, sql) in QUERIES {
         writeln!(out, "\n-- {title}\n{sql};").map_err(io)?;
         let t = std::time::Instant::now();
@@ -266,9 +159,35 @@ pub fn run(
         report.problems.len()
     )
     .map_err(io)?;
+    // Real identifiers of this database for the suggestions.
+    let first = |sql: &str| -> String {
+        db.sql(sql)
+            .ok()
+            .and_then(|b| {
+                b.first().filter(|b| b.num_rows() > 0).and_then(|b| {
+                    tessera_engine::engine_arrow::util::display::array_value_to_string(
+                        b.column(0),
+                        0,
+                    )
+                    .ok()
+                })
+            })
+            .unwrap_or_default()
+            .replace('\'', "''")
+    };
+    let email = first(
+        "SELECT email FROM orders WHERE customer_id IS NULL AND email IS NOT NULL ORDER BY order_id LIMIT 1",
+    );
+    let phone = first(
+        "SELECT phone FROM crm_contacts WHERE phone IS NOT NULL ORDER BY customer_id LIMIT 1",
+    );
     writeln!(
         out,
-        "\nNext, try:\n  tessera sql --db {d}                      # an interactive shell\n  tessera sql --db {d} -c \"EXPLAIN SELECT count(*) FROM web_events WHERE event_type = 'purchase'\"\n  tessera verify --db {d}\n  tessera compact --db {d}",
+        "\nNext, try:\n  tessera sql --db {d}                      # an interactive shell\n  \
+         tessera sql --db {d} -c \"SELECT * FROM unify_explain('customers', 'email', '{email}')\"\n  \
+         tessera sql --db {d} -c \"SELECT * FROM customer_360 WHERE profile_id = unify('phone', '{phone}')\"\n  \
+         tessera sql --db {d} -c \"EXPLAIN SELECT count(*) FROM web_events WHERE event_type = 'purchase'\"\n  \
+         tessera verify --db {d}\n  tessera compact --db {d}",
         d = dir.display()
     )
     .map_err(io)?;

@@ -120,9 +120,7 @@ fn batch(table: usize, rows: &[&Row]) -> RecordBatch {
     for (i, c) in TABLES[table].1.iter().enumerate() {
         fields.push(Field::new(*c, DataType::Utf8, true));
         cols.push(Arc::new(StringArray::from(
-            rows.iter()
-                .map(|r| r.values[i].clone())
-                .collect::<Vec<_>>(),
+            rows.iter().map(|r| r.values[i].clone()).collect::<Vec<_>>(),
         )));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
@@ -152,10 +150,7 @@ fn insert_sql(table: usize, rows: &[&Row]) -> String {
 fn profiles(db: &Database) -> BTreeMap<(usize, i64), Option<i64>> {
     let mut out = BTreeMap::new();
     for (i, (t, _)) in TABLES.iter().enumerate() {
-        for b in db
-            .sql(&format!("SELECT key, profile_id FROM {t}"))
-            .unwrap()
-        {
+        for b in db.sql(&format!("SELECT key, profile_id FROM {t}")).unwrap() {
             let k = b.column(0).as_primitive::<Int64Type>();
             let p = b.column(1).as_primitive::<Int64Type>();
             for r in 0..b.num_rows() {
@@ -219,10 +214,10 @@ fn brute_force(rows: &[Row]) -> BTreeSet<BTreeSet<(usize, i64)>> {
 fn full(dir: &Path, rows: &[Row], unify: &str) -> BTreeMap<(usize, i64), Option<i64>> {
     let db = Database::open(dir).unwrap();
     create_tables(&db);
-    for t in 0..TABLES.len() {
+    for (t, (name, _)) in TABLES.iter().enumerate() {
         let mine: Vec<&Row> = rows.iter().filter(|r| r.table == t).collect();
         if !mine.is_empty() {
-            db.append(TABLES[t].0, &batch(t, &mine)).unwrap();
+            db.append(name, &batch(t, &mine)).unwrap();
         }
     }
     db.sql(unify).unwrap();
@@ -250,7 +245,7 @@ fn appending_in_random_order_gives_the_partition_of_a_full_run_and_of_union_find
             let chunk = &shuffled[at..at + n];
             at += n;
             step += 1;
-            for t in 0..TABLES.len() {
+            for (t, (name, _)) in TABLES.iter().enumerate() {
                 let mine: Vec<&Row> = chunk.iter().copied().filter(|r| r.table == t).collect();
                 if mine.is_empty() {
                     continue;
@@ -259,7 +254,7 @@ fn appending_in_random_order_gives_the_partition_of_a_full_run_and_of_union_find
                     0 => {
                         db.sql(&insert_sql(t, &mine)).unwrap();
                     }
-                    1 => db.append(TABLES[t].0, &batch(t, &mine)).unwrap(),
+                    1 => db.append(name, &batch(t, &mine)).unwrap(),
                     _ => {
                         let csv = tmp.path().join(format!("chunk-{step}-{t}.csv"));
                         let mut text = String::from("key");
@@ -283,7 +278,7 @@ fn appending_in_random_order_gives_the_partition_of_a_full_run_and_of_union_find
                         std::fs::write(&csv, text).unwrap();
                         db.sql(&format!(
                             "COPY {} FROM '{}' WITH (FORMAT csv, HEADER true)",
-                            TABLES[t].0,
+                            name,
                             csv.display()
                         ))
                         .unwrap();
@@ -299,14 +294,22 @@ fn appending_in_random_order_gives_the_partition_of_a_full_run_and_of_union_find
         assert_eq!(incremental.len(), rows.len(), "seed {seed}: rows lost");
         let reference = brute_force(&rows);
         // The data links records across tables, not just within one.
-        assert!(reference.len() < rows.len() / 3, "seed {seed}: {} classes", reference.len());
+        assert!(
+            reference.len() < rows.len() / 3,
+            "seed {seed}: {} classes",
+            reference.len()
+        );
         assert!(
             reference
                 .iter()
                 .any(|c| c.iter().map(|r| r.0).collect::<BTreeSet<_>>().len() == TABLES.len()),
             "seed {seed}: no class spans every table"
         );
-        assert_eq!(partition(&full_run), reference, "seed {seed}: full run vs union-find");
+        assert_eq!(
+            partition(&full_run),
+            reference,
+            "seed {seed}: full run vs union-find"
+        );
         assert_eq!(
             partition(&incremental),
             reference,
@@ -314,7 +317,11 @@ fn appending_in_random_order_gives_the_partition_of_a_full_run_and_of_union_find
         );
         // Records without any identifier have no profile on either path.
         for (rec, p) in &full_run {
-            assert_eq!(p.is_none(), incremental[rec].is_none(), "seed {seed}: {rec:?}");
+            assert_eq!(
+                p.is_none(),
+                incremental[rec].is_none(),
+                "seed {seed}: {rec:?}"
+            );
         }
     }
 }
@@ -331,10 +338,10 @@ fn appending_in_the_full_runs_order_gives_the_same_ids_under_limits() {
     let mut db = Database::open(&dir).unwrap();
     create_tables(&db);
     db.sql(UNIFY_RULES).unwrap();
-    for t in 0..TABLES.len() {
+    for (t, (name, _)) in TABLES.iter().enumerate() {
         let mine: Vec<&Row> = rows.iter().filter(|r| r.table == t).collect();
         for (i, chunk) in mine.chunks(17).enumerate() {
-            db.append(TABLES[t].0, &batch(t, chunk)).unwrap();
+            db.append(name, &batch(t, chunk)).unwrap();
             if t == 1 && i == 3 {
                 drop(db);
                 db = Database::open(&dir).unwrap();
