@@ -120,7 +120,9 @@ impl Database {
         Self::with_store(store, EngineOptions::default())
     }
 
-    fn with_store(store: Store, options: EngineOptions) -> Result<Database> {
+    /// A database over an opened storage engine (one with its own options
+    /// or file system, for tests that inject faults).
+    pub fn with_store(store: Store, options: EngineOptions) -> Result<Database> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("tessera-query")

@@ -105,7 +105,16 @@ pub struct Space {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// Profile id -> the profile that absorbed it (itself when live), as of
     /// the last committed write.
-    survivors: RwLock<Vec<ProfileId>>,
+    survivors: RwLock<Survivors>,
+}
+
+/// Where each profile id went, as of the last committed write.
+#[derive(Debug, Default)]
+struct Survivors {
+    /// Profile id -> the profile that absorbed it (itself when live).
+    next: Vec<ProfileId>,
+    /// Merges it holds (none: every id maps to itself).
+    merges: usize,
 }
 
 impl Space {
@@ -157,33 +166,36 @@ impl Space {
 
     /// The current profile of a stored profile id.
     pub fn current(&self, id: ProfileId) -> ProfileId {
-        let s = self.survivors.read();
-        follow(&s, id)
+        follow(&self.survivors.read().next, id)
     }
 
     /// Maps a column of stored profile ids to current ones.
     fn map_ids(&self, ids: &Int64Array) -> Int64Array {
         let s = self.survivors.read();
-        if s.iter().enumerate().all(|(i, v)| *v == i as u64) {
+        if s.merges == 0 {
             return ids.clone();
         }
         ids.iter()
-            .map(|v| v.map(|id| u64::try_from(id).map_or(id, |u| follow(&s, u) as i64)))
+            .map(|v| v.map(|id| u64::try_from(id).map_or(id, |u| follow(&s.next, u) as i64)))
             .collect()
     }
 
     fn committed(&self, merges: &[Merge], profiles: u64) {
         let mut s = self.survivors.write();
-        let n = usize::try_from(profiles).unwrap_or(s.len());
-        while s.len() < n {
-            let next = s.len() as u64;
-            s.push(next);
+        let n = usize::try_from(profiles).unwrap_or(s.next.len());
+        while s.next.len() < n {
+            let next = s.next.len() as u64;
+            s.next.push(next);
         }
         for m in merges {
-            if let Some(slot) = usize::try_from(m.merged).ok().and_then(|i| s.get_mut(i)) {
+            if let Some(slot) = usize::try_from(m.merged)
+                .ok()
+                .and_then(|i| s.next.get_mut(i))
+            {
                 *slot = m.survivor;
             }
         }
+        s.merges += merges.len();
     }
 
     /// The hook of source number `index`.
@@ -215,14 +227,21 @@ fn follow(s: &[ProfileId], mut id: ProfileId) -> ProfileId {
     id
 }
 
-fn survivor_table(graph: &IdentityGraph) -> Vec<ProfileId> {
-    let mut s: Vec<ProfileId> = (0..graph.profiles_created()).collect();
+fn survivor_table(graph: &IdentityGraph) -> Survivors {
+    let mut next: Vec<ProfileId> = (0..graph.profiles_created()).collect();
     for m in graph.merges() {
-        if let Some(slot) = usize::try_from(m.merged).ok().and_then(|i| s.get_mut(i)) {
+        if let Some(slot) = usize::try_from(m.merged).ok().and_then(|i| next.get_mut(i)) {
             *slot = m.survivor;
         }
     }
-    s
+    // Point every id straight at its survivor: reads follow one step.
+    for i in 0..next.len() {
+        next[i] = follow(&next, next[i]);
+    }
+    Survivors {
+        next,
+        merges: graph.merges().len(),
+    }
 }
 
 /// Replays the log of `spec`'s space; returns the graph and the next `seq`.
@@ -287,6 +306,10 @@ pub struct SourceHook {
 
 #[async_trait::async_trait]
 impl TableHook for SourceHook {
+    fn owner(&self) -> String {
+        format!("a source of profile space {}", self.space.spec.name)
+    }
+
     fn generated_columns(&self) -> Vec<String> {
         vec![PROFILE_ID.to_string()]
     }
@@ -320,6 +343,47 @@ impl TableHook for SourceHook {
             profiles: 0,
             done: false,
         }))
+    }
+}
+
+/// The hook on a space's log table: only the space writes it.
+#[derive(Debug)]
+pub struct LogHook {
+    space: String,
+}
+
+impl LogHook {
+    /// The hook of the log of space `space`.
+    pub fn new(space: &str) -> Self {
+        Self {
+            space: space.to_string(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TableHook for LogHook {
+    fn owner(&self) -> String {
+        format!("the identity-graph log of profile space {}", self.space)
+    }
+
+    fn generated_columns(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn mapped_columns(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn map_read(&self, batch: RecordBatch) -> tessera_sql::Result<RecordBatch> {
+        Ok(batch)
+    }
+
+    async fn begin_write(&self, table: &str) -> tessera_sql::Result<Box<dyn HookWrite>> {
+        Err(SqlError::ReadOnly(format!(
+            "permission denied: \"{table}\" is {}; only UNIFY writes it",
+            self.owner()
+        )))
     }
 }
 

@@ -27,7 +27,7 @@ use tessera_sql::{SqlEngine, SqlError};
 
 use crate::error::{EngineError, Result};
 use crate::profiles::{ProfileTable, ProfileTableKind};
-use crate::space::{Space, log_rows, log_schema};
+use crate::space::{LogHook, Space, log_rows, log_schema};
 use crate::unify::{PROFILE_ID, UnifyReport, UnifySpec, report, resolve_all};
 
 /// Prefix of the catalog keys of profile-space definitions.
@@ -93,6 +93,10 @@ impl Spaces {
             let hook: Arc<dyn TableHook> = space.hook(i)?;
             engine.hooks().set(&space.spec.sources[i].table, Some(hook));
         }
+        engine.hooks().set(
+            &Space::log_table(&space.spec),
+            Some(Arc::new(LogHook::new(&space.spec.name))),
+        );
         for (kind, suffix) in ProfileTableKind::ALL {
             engine.provide_table(
                 &space.spec.table(suffix),

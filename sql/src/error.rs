@@ -50,6 +50,15 @@ pub enum SqlError {
     /// A named object (profile space, segment, …) does not exist.
     #[error("{0}")]
     UndefinedObject(String),
+    /// Other objects depend on the one a statement would drop.
+    #[error("{0}")]
+    DependentObjects(String),
+    /// The statement does not apply to this kind of object.
+    #[error("{0}")]
+    WrongObjectType(String),
+    /// The object is kept by Tessera itself and users may not change it.
+    #[error("{0}")]
+    ReadOnly(String),
     /// A file named in a statement cannot be opened, read or written.
     #[error("could not access file \"{}\": {source}", path.display())]
     File {
@@ -124,6 +133,9 @@ impl SqlError {
             SqlError::InvalidText(_) => "22P02",
             SqlError::InvalidParameter(_) => "22023",
             SqlError::UndefinedObject(_) => "42704",
+            SqlError::DependentObjects(_) => "2BP01",
+            SqlError::WrongObjectType(_) => "42809",
+            SqlError::ReadOnly(_) => "42501",
             SqlError::StringTooLong(_) => "22001",
             SqlError::BadFileFormat(_) => "22P04",
             SqlError::NumericOutOfRange(_) => "22003",

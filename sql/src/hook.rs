@@ -30,6 +30,10 @@ use crate::error::Result;
 /// What the layers above do on a table's reads and writes.
 #[async_trait]
 pub trait TableHook: Send + Sync + fmt::Debug {
+    /// What the table is to the layer above, for messages ("a source of
+    /// profile space customers").
+    fn owner(&self) -> String;
+
     /// Columns this hook fills on every write.
     fn generated_columns(&self) -> Vec<String>;
 

@@ -704,14 +704,12 @@ async fn rewrite(
     set: Option<&[(usize, Arc<dyn PhysicalExpr>)]>,
 ) -> Result<u64, SqlError> {
     let hook = table.hook();
-    let mut hw = match (&hook, set) {
-        (Some(h), Some(_)) => Some(h.begin_write(&table.name).await?),
-        _ => None,
+    let mut hw = match &hook {
+        Some(h) => Some(h.begin_write(&table.name).await?),
+        None => None,
     };
     let mut w = table.store.writer();
-    if set.is_some() {
-        check_hook_unchanged(&table.hooks, &table.name, hw.is_some())?;
-    }
+    check_hook_unchanged(&table.hooks, &table.name, hw.is_some())?;
     let snap = w.snapshot().table(&table.name)?;
     let scan = snap.scan(&ScanOptions {
         predicate,

@@ -513,11 +513,22 @@ impl SqlEngine {
             } => {
                 for n in &names {
                     let name = resolve(n)?;
+                    if self.provided.lock().contains(&name.storage()) {
+                        return Err(SqlError::WrongObjectType(format!(
+                            "\"{name}\" is a table of a profile space, kept by UNIFY; it cannot be dropped"
+                        )));
+                    }
                     if self.store.table(&name.storage()).is_err() {
                         if if_exists {
                             continue;
                         }
                         return Err(SqlError::UndefinedTable(name.to_string()));
+                    }
+                    if let Some(h) = self.hooks.get(&name.storage()) {
+                        return Err(SqlError::DependentObjects(format!(
+                            "cannot drop table {name}: it is {}",
+                            h.owner()
+                        )));
                     }
                     self.store.drop_table(&name.storage())?;
                     if let Some(s) = self.schema(&name.schema) {

@@ -2,5 +2,6 @@
 //! the incremental path against a full run and a plain union-find.
 
 mod datagen;
+mod faults;
 mod incremental;
 mod quality;
