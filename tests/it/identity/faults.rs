@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tessera_engine::engine_arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
+use tessera_engine::engine_arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
 use tessera_engine::engine_arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use tessera_engine::{Database, EngineOptions};
 use tessera_storage::sim::{FaultMode, SimVfs};
