@@ -2,7 +2,7 @@
 propagation in DuckDB SQL, over the files `tessera gen` wrote, with pairwise
 precision / recall / F1 against the generator's truth.
 
-    unify_compare.py DIR [--runs N] [--tessera-ids FILE]
+    unify_compare.py DIR [--runs N] [--tessera-ids FILE] [--tessera BIN]
 
 DIR holds the generator's Parquet files. The DuckDB side follows UNIFY's
 documented example as far as SQL label propagation can:
@@ -20,14 +20,20 @@ It has no per-kind limits (customer_id.limit = 1, email.limit = 3): label
 propagation cannot refuse a link, which is UNIFY's main precision guard.
 
 --tessera-ids FILE (Parquet: source, row_id, profile_id) scores Tessera's
-profile ids with the same SQL. Prints one JSON object.
+profile ids with the same SQL. --tessera BIN runs the tessera binary in the
+same run: loads DIR/load.sql into a fresh database, runs the documented
+UNIFY under /usr/bin/time (wall time, peak RSS of the whole process), and
+scores the profile ids it wrote. Prints one JSON object.
 """
 
 import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 
 import duckdb
@@ -77,7 +83,7 @@ CREATE OR REPLACE MACRO norm_phone(p) AS (
     WHEN e164(p) IS NULL THEN NULL
     WHEN length(e164(p)) < 9 OR length(e164(p)) > 16 THEN NULL
     WHEN e164(p) LIKE '+33%' AND length(e164(p)) <> 12 THEN NULL
-    WHEN regexp_full_match(right(e164(p), 8), '(\\d)\\1{{7}}') THEN NULL
+    WHEN replace(right(e164(p), 8), left(right(e164(p), 8), 1), '') = '' THEN NULL
     WHEN right(e164(p), 8) IN ('12345678', '23456789') THEN NULL
     ELSE e164(p)
   END);
@@ -134,7 +140,7 @@ def resolve(con):
           SELECT d.val, min(l.label) AS label
           FROM ids d JOIN labels l USING (rec) WHERE d.kind = 'device_id' GROUP BY d.val;
         CREATE OR REPLACE TABLE anonymous AS
-          SELECT d.rec, min(coalesce(dl.label, -hash(d.val)::BIGINT)) AS label
+          SELECT d.rec, min(coalesce(dl.label, -1 - (hash(d.val) >> 2)::BIGINT)) AS label
           FROM ids d LEFT JOIN device_label dl USING (val)
           WHERE d.kind = 'device_id' AND d.rec NOT IN (SELECT rec FROM labels)
           GROUP BY d.rec;
@@ -170,12 +176,66 @@ def score(con, predicted):
     return {"records": n, "profiles": profiles, "precision": precision, "recall": recall, "f1": f1}
 
 
+UNIFY_SQL = """UNIFY customers
+  FROM crm_contacts (customer_id, email, phone),
+       orders (customer_id, email, phone),
+       web_events (device_id = anonymous_id, email = user_email),
+       support_tickets (email, phone)
+  WITH (phone.region = 'FR', customer_id.limit = 1, email.limit = 3)"""
+
+EXPORT_SQL = """COPY (SELECT 'crm_contacts' AS source, customer_id AS row_id, profile_id FROM crm_contacts
+  UNION ALL SELECT 'orders', order_id, profile_id FROM orders
+  UNION ALL SELECT 'web_events', event_id, profile_id FROM web_events
+  UNION ALL SELECT 'support_tickets', ticket_id, profile_id FROM support_tickets) TO '{out}' WITH (FORMAT parquet)"""
+
+
+def timed(cmd):
+    """Runs cmd under /usr/bin/time; returns (wall seconds, peak RSS MiB)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as f:
+        subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", f.name] + cmd, check=True,
+                       stdout=subprocess.DEVNULL)
+        wall, kb = f.read().split()[-2:]
+    return float(wall), int(kb) / 1024
+
+
+def run_tessera(binary, data_dir, runs):
+    """Loads and unifies with the tessera binary; returns its figures and
+    the path of the exported profile ids."""
+    db = tempfile.mkdtemp(prefix="tessera-unify-", dir=data_dir)
+    try:
+        load_s, load_mib = timed([binary, "sql", "--db", db, "-f", os.path.join(data_dir, "load.sql")])
+        first_s, first_mib = timed([binary, "sql", "--db", db, "-c", UNIFY_SQL])
+        again = [timed([binary, "sql", "--db", db, "-c", UNIFY_SQL]) for _ in range(max(runs - 1, 0))]
+        reopen_s, reopen_mib = timed([binary, "sql", "--db", db, "-c", "SELECT count(*) FROM customers"])
+        ids = os.path.join(data_dir, "tessera_ids.parquet")
+        subprocess.run([binary, "sql", "--db", db, "-c", EXPORT_SQL.format(out=ids)], check=True,
+                       stdout=subprocess.DEVNULL)
+        disk = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(db) for f in fs)
+        return {
+            "load_seconds": load_s,
+            "unify_seconds_first": first_s,
+            "unify_peak_rss_mib_first": first_mib,
+            "unify_seconds_reruns": [a[0] for a in again],
+            "unify_peak_rss_mib_reruns": [a[1] for a in again],
+            "open_and_count_seconds": reopen_s,
+            "open_and_count_peak_rss_mib": reopen_mib,
+            "database_mib": disk / 2**20,
+            "note": "times are whole processes: start, open (replaying the graph log), statement, close",
+        }, ids
+    finally:
+        shutil.rmtree(db, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tessera-ids")
+    ap.add_argument("--tessera")
     args = ap.parse_args()
+    tessera = None
+    if args.tessera:
+        tessera, args.tessera_ids = run_tessera(args.tessera, args.dir, args.runs)
     con = duckdb.connect()
     for table in [s[0] for s in SOURCES] + ["truth"]:
         con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet('{os.path.join(args.dir, table + '.parquet')}')")
@@ -197,6 +257,8 @@ def main():
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "duckdb_quality": score(con, "labels"),
     }
+    if tessera:
+        out["tessera"] = tessera
     if args.tessera_ids:
         cases = " ".join(f"WHEN '{t}' THEN {i}" for i, (t, _, _) in enumerate(SOURCES))
         con.execute(f"""

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::RwLock;
+use tessera_sql::datafusion::arrow::array::RecordBatch;
 use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use tessera_sql::hook::TableHook;
 use tessera_sql::storage::TableOptions;
@@ -178,8 +179,32 @@ impl Spaces {
             let with_id = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
             targets.push(load.replace(&s.table, with_id, &table)?);
         }
-        let (mut graph, records) = resolve_all(&snapshot, &spec, |i, batch| {
-            Ok(load.push(targets[i], &batch)?)
+        // Resolution on one core, the rewrite of the sources (encoding,
+        // zone maps, indexes, writes) on the other.
+        let (mut graph, records) = std::thread::scope(|scope| -> Result<_> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, RecordBatch)>(4);
+            let (snapshot, spec) = (&snapshot, &spec);
+            let resolver = scope.spawn(move || {
+                resolve_all(snapshot, spec, |i, batch| {
+                    tx.send((i, batch)).map_err(|_| {
+                        EngineError::Io(std::io::Error::other("the UNIFY writer stopped"))
+                    })
+                })
+            });
+            let mut pushed = Ok(());
+            for (i, batch) in &rx {
+                pushed = load.push(targets[i], &batch);
+                if pushed.is_err() {
+                    break;
+                }
+            }
+            // A writer that failed stops the resolver (its next send fails).
+            drop(rx);
+            let resolved = resolver.join().map_err(|_| {
+                EngineError::Io(std::io::Error::other("the UNIFY resolver panicked"))
+            })?;
+            pushed?;
+            resolved
         })?;
         let log_target = match snapshot.table(&log) {
             Ok(t) => load.replace(&log, log_schema(), &t)?,

@@ -205,39 +205,44 @@ impl Accumulator for PickAccumulator {
     }
 }
 
-macro_rules! aggregate_boilerplate {
-    ($t:ident) => {
-        impl $t {
-            /// The function, ready to register.
-            pub fn new() -> Self {
-                Self {
-                    signature: Signature::any($t::ARGS, Volatility::Immutable),
-                }
-            }
-        }
-
-        impl Default for $t {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-    };
+/// Which pick: `most_recent` or `first_by_priority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PickKind {
+    MostRecent,
+    FirstByPriority,
 }
 
-/// `most_recent(value, ts)`.
+/// `most_recent(value, ts)` and `first_by_priority(value, source, 'a,b,c')`.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct MostRecent {
+pub struct PickFunction {
+    kind: PickKind,
     signature: Signature,
 }
 
-impl MostRecent {
-    const ARGS: usize = 2;
-}
-aggregate_boilerplate!(MostRecent);
+impl PickFunction {
+    /// `most_recent(value, ts)`.
+    pub fn most_recent() -> Self {
+        Self {
+            kind: PickKind::MostRecent,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
 
-impl AggregateUDFImpl for MostRecent {
+    /// `first_by_priority(value, source, 'a,b,c')`.
+    pub fn first_by_priority() -> Self {
+        Self {
+            kind: PickKind::FirstByPriority,
+            signature: Signature::any(3, Volatility::Immutable),
+        }
+    }
+}
+
+impl AggregateUDFImpl for PickFunction {
     fn name(&self) -> &str {
-        "most_recent"
+        match self.kind {
+            PickKind::MostRecent => "most_recent",
+            PickKind::FirstByPriority => "first_by_priority",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -249,83 +254,41 @@ impl AggregateUDFImpl for MostRecent {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        let key = match self.kind {
+            PickKind::MostRecent => {
+                Field::new("ts", args.input_fields[1].data_type().clone(), true)
+            }
+            PickKind::FirstByPriority => Field::new("rank", DataType::Int64, true),
+        };
         Ok(vec![
             Arc::new(Field::new(
                 "value",
                 args.input_fields[0].data_type().clone(),
                 true,
             )),
-            Arc::new(Field::new(
-                "ts",
-                args.input_fields[1].data_type().clone(),
-                true,
-            )),
+            Arc::new(key),
         ])
     }
 
     fn accumulator(&self, acc_args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        let by_priority = self.kind == PickKind::FirstByPriority;
         Ok(Box::new(PickAccumulator {
             pick: Pick {
                 value_type: acc_args.return_field.data_type().clone(),
-                key_type: acc_args.expr_fields[1].data_type().clone(),
-                greater_key: true,
-                greater_value: true,
+                key_type: if by_priority {
+                    DataType::Int64
+                } else {
+                    acc_args.expr_fields[1].data_type().clone()
+                },
+                // Latest time wins (ties: greater value); first rank wins
+                // (ties: smaller value).
+                greater_key: !by_priority,
+                greater_value: !by_priority,
                 best: None,
                 untimed: None,
                 priorities: None,
             },
-            by_priority: false,
-        }))
-    }
-}
-
-/// `first_by_priority(value, source, 'a,b,c')`.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct FirstByPriority {
-    signature: Signature,
-}
-
-impl FirstByPriority {
-    const ARGS: usize = 3;
-}
-aggregate_boilerplate!(FirstByPriority);
-
-impl AggregateUDFImpl for FirstByPriority {
-    fn name(&self) -> &str {
-        "first_by_priority"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
-        Ok(arg_types[0].clone())
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
-        Ok(vec![
-            Arc::new(Field::new(
-                "value",
-                args.input_fields[0].data_type().clone(),
-                true,
-            )),
-            Arc::new(Field::new("rank", DataType::Int64, true)),
-        ])
-    }
-
-    fn accumulator(&self, acc_args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        Ok(Box::new(PickAccumulator {
-            pick: Pick {
-                value_type: acc_args.return_field.data_type().clone(),
-                key_type: DataType::Int64,
-                greater_key: false,
-                greater_value: false,
-                best: None,
-                untimed: None,
-                priorities: None,
-            },
-            by_priority: true,
+            by_priority,
         }))
     }
 }
@@ -337,9 +300,19 @@ pub struct MostFrequent {
 }
 
 impl MostFrequent {
-    const ARGS: usize = 1;
+    /// The function, ready to register.
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
 }
-aggregate_boilerplate!(MostFrequent);
+
+impl Default for MostFrequent {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl AggregateUDFImpl for MostFrequent {
     fn name(&self) -> &str {

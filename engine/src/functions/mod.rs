@@ -4,6 +4,7 @@
 //! | function | kind | what it returns |
 //! |---|---|---|
 //! | `unify(kind, value)`, `unify(space, kind, value)` | scalar | the profile an identifier resolves to ([`resolve`]) |
+//! | `unify_current(space, profile_id)` | scalar | the profile a retired id was merged into (itself when live) |
 //! | `unify_explain(space, kind, value)` | table | how that identifier came to be in its profile ([`explain`]) |
 //! | `unify_stats(space)` | table | the quality of a space's unification ([`stats`]) |
 //! | `most_recent(value, ts)` | aggregate | the value with the latest time ([`golden`]) |
@@ -29,6 +30,9 @@ use crate::spaces::Spaces;
 pub fn register(engine: &SqlEngine, spaces: &Arc<Spaces>) {
     let ctx = engine.context();
     ctx.register_udf(ScalarUDF::from(resolve::Unify::new(Arc::clone(spaces))));
+    ctx.register_udf(ScalarUDF::from(resolve::UnifyCurrent::new(Arc::clone(
+        spaces,
+    ))));
     ctx.register_udtf(
         "unify_explain",
         Arc::new(explain::UnifyExplain::new(Arc::clone(spaces))),
@@ -37,9 +41,9 @@ pub fn register(engine: &SqlEngine, spaces: &Arc<Spaces>) {
         "unify_stats",
         Arc::new(stats::UnifyStats::new(Arc::clone(spaces))),
     );
-    ctx.register_udaf(AggregateUDF::from(golden::MostRecent::new()));
+    ctx.register_udaf(AggregateUDF::from(golden::PickFunction::most_recent()));
     ctx.register_udaf(AggregateUDF::from(golden::MostFrequent::new()));
-    ctx.register_udaf(AggregateUDF::from(golden::FirstByPriority::new()));
+    ctx.register_udaf(AggregateUDF::from(golden::PickFunction::first_by_priority()));
 }
 
 /// The text of a literal argument of a table function.

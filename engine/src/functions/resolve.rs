@@ -8,6 +8,10 @@
 //!
 //! With two arguments the space is the one that has the kind (ambiguous
 //! when several do: name the space).
+//!
+//! `unify_current(space, profile_id)`: the profile a (possibly retired)
+//! profile id belongs to now, following the merge lineage; for ids kept
+//! outside Tessera (an export, a marketing tool).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -136,5 +140,72 @@ impl Unify {
                 "several profile spaces have identifiers of kind \"{kind}\"; name one: unify('space', '{kind}', value)"
             ))),
         }
+    }
+}
+
+/// The `unify_current` function.
+#[derive(Debug)]
+pub struct UnifyCurrent {
+    spaces: Arc<Spaces>,
+    signature: Signature,
+}
+
+impl UnifyCurrent {
+    /// Over the spaces of one database.
+    pub fn new(spaces: Arc<Spaces>) -> Self {
+        Self {
+            spaces,
+            signature: Signature::any(2, Volatility::Volatile),
+        }
+    }
+}
+
+impl PartialEq for UnifyCurrent {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.spaces, &other.spaces)
+    }
+}
+
+impl Eq for UnifyCurrent {}
+
+impl Hash for UnifyCurrent {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        "unify_current".hash(state);
+    }
+}
+
+impl ScalarUDFImpl for UnifyCurrent {
+    fn name(&self) -> &str {
+        "unify_current"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [spaces, ids] = arrays.as_slice() else {
+            return Err(invalid("unify_current takes (space, profile_id)".into()));
+        };
+        let spaces = cast(spaces, &DataType::Utf8)?;
+        let spaces = spaces.as_string::<i32>();
+        let ids = cast(ids, &DataType::Int64)?;
+        let ids = ids.as_primitive::<tessera_sql::datafusion::arrow::datatypes::Int64Type>();
+        let mut out = Vec::with_capacity(args.number_rows);
+        for row in 0..args.number_rows {
+            if spaces.is_null(row) || ids.is_null(row) {
+                out.push(None);
+                continue;
+            }
+            let space = space_named(&self.spaces, spaces.value(row))?;
+            let id = ids.value(row);
+            out.push(u64::try_from(id).ok().map(|u| space.current(u) as i64));
+        }
+        Ok(ColumnarValue::Array(Arc::new(Int64Array::from(out))))
     }
 }
