@@ -22,6 +22,12 @@ pub enum EngineError {
     /// An object named in a statement (profile space, …) does not exist.
     #[error("{0}")]
     UndefinedObject(String),
+    /// An object (segment, …) of that name exists already.
+    #[error("{0}")]
+    DuplicateObject(String),
+    /// A definition is invalid as a whole (a segment that depends on itself).
+    #[error("{0}")]
+    InvalidDefinition(String),
     /// Writing to the terminal or a file failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -58,6 +64,8 @@ impl EngineError {
             EngineError::InvalidOption(_) => "22023",
             EngineError::UndefinedColumn(_) => "42703",
             EngineError::UndefinedObject(_) => "42704",
+            EngineError::DuplicateObject(_) => "42710",
+            EngineError::InvalidDefinition(_) => "42P17",
             EngineError::Io(_) => "58030",
         }
     }

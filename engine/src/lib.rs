@@ -48,6 +48,7 @@ mod error;
 pub mod functions;
 pub mod identity;
 pub mod profiles;
+pub mod segments;
 pub mod space;
 pub mod spaces;
 pub mod unify;
@@ -100,6 +101,7 @@ struct Inner {
     runtime: tokio::runtime::Runtime,
     engine: SqlEngine,
     spaces: Arc<spaces::Spaces>,
+    segments: Arc<segments::Segments>,
 }
 
 impl Database {
@@ -135,7 +137,8 @@ impl Database {
             })?;
         let engine = runtime.block_on(SqlEngine::open(store, options))?;
         let spaces = Arc::new(spaces::Spaces::open(&engine)?);
-        functions::register(&engine, &spaces);
+        let segments = Arc::new(segments::Segments::open(&engine, &spaces)?);
+        functions::register(&engine, &spaces, &segments);
         // Views over profile tables and functions can be planned now.
         runtime.block_on(engine.replay_views());
         Ok(Database {
@@ -143,6 +146,7 @@ impl Database {
                 runtime,
                 engine,
                 spaces,
+                segments,
             }),
         })
     }
@@ -211,10 +215,48 @@ impl Database {
     /// Runs one statement: the engine's own (UNIFY, …) here, the rest in
     /// the SQL layer.
     async fn run_async(&self, statement: tessera_sql::parser::Statement) -> Result<QueryOutput> {
-        match statement {
-            tessera_sql::parser::Statement::Unify(u) => self.unify(&u).await,
-            other => Ok(self.inner.engine.run(other).await?),
-        }
+        let out = match statement {
+            tessera_sql::parser::Statement::Unify(u) => self.unify(&u).await?,
+            tessera_sql::parser::Statement::Segment(s) => self.segment(s).await?,
+            other => self.inner.engine.run(other).await?,
+        };
+        self.after_statement().await?;
+        Ok(out)
+    }
+
+    /// What follows every statement: segments refreshed `ON COMMIT` (and
+    /// those whose `EVERY` interval has passed) are brought up to date.
+    async fn after_statement(&self) -> Result<()> {
+        self.inner
+            .segments
+            .refresh_due(&self.inner.engine, &self.inner.spaces)
+            .await
+    }
+
+    /// `CREATE`, `ALTER`, `DROP` and `REFRESH` `SEGMENT`.
+    async fn segment(&self, stmt: tessera_sql::parser::SegmentStatement) -> Result<QueryOutput> {
+        use tessera_sql::parser::SegmentStatement as S;
+        let (engine, spaces, segs) = (&self.inner.engine, &self.inner.spaces, &self.inner.segments);
+        let (tag, changed) = match &stmt {
+            S::Create(c) => (
+                "CREATE SEGMENT",
+                vec![segs.create(engine, spaces, c).await?],
+            ),
+            S::Alter(a) => ("ALTER SEGMENT", vec![segs.alter(engine, spaces, a).await?]),
+            S::Drop(d) => {
+                segs.drop_segment(engine, spaces, &d.name, d.if_exists)
+                    .await?;
+                ("DROP SEGMENT", Vec::new())
+            }
+            S::Refresh(r) => match &r.name {
+                Some(n) => (
+                    "REFRESH SEGMENT",
+                    vec![segs.refresh(engine, spaces, n).await?],
+                ),
+                None => ("REFRESH SEGMENTS", segs.refresh_all(engine, spaces).await?),
+            },
+        };
+        segments::report(tag, &changed)
     }
 
     /// `UNIFY`: resolves every record of the sources from scratch; see
@@ -263,10 +305,10 @@ impl Database {
         } else {
             format!("{}.{table}", tessera_sql::DEFAULT_SCHEMA)
         };
-        self.inner
-            .runtime
-            .block_on(self.inner.engine.append(&name, batch))?;
-        Ok(())
+        self.inner.runtime.block_on(async {
+            self.inner.engine.append(&name, batch).await?;
+            self.after_statement().await
+        })
     }
 
     /// Writes every row still in memory to segment files (the log is

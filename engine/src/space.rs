@@ -106,6 +106,10 @@ pub struct Space {
     /// Profile id -> the profile that absorbed it (itself when live), as of
     /// the last committed write.
     survivors: RwLock<Survivors>,
+    /// Write statements committed to its sources since it was opened
+    /// (starts at 1, so that what depends on writes is redone once after a
+    /// restart).
+    writes: std::sync::atomic::AtomicU64,
 }
 
 /// Where each profile id went, as of the last committed write.
@@ -132,6 +136,7 @@ impl Space {
             }),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             survivors: RwLock::new(survivors),
+            writes: std::sync::atomic::AtomicU64::new(1),
         }
     }
 
@@ -139,6 +144,11 @@ impl Space {
     pub fn restore(spec: UnifySpec, store: Store) -> Result<Self> {
         let (graph, next_seq) = replay(&spec, &store)?;
         Ok(Self::new(spec, store, graph, next_seq))
+    }
+
+    /// The store the space lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The storage name of the log table.
@@ -162,6 +172,38 @@ impl Space {
     /// Waits for the space's writer token (one write statement at a time).
     pub async fn writer_token(&self) -> tokio::sync::OwnedMutexGuard<()> {
         Arc::clone(&self.writer).lock_owned().await
+    }
+
+    /// Write statements committed to the sources since the space was opened
+    /// (plus one).
+    pub fn writes_committed(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// When the graph last changed (a full run or a write to a source).
+    pub fn updated_at(&self) -> Option<i64> {
+        self.state.lock().graph.stats().updated_at
+    }
+
+    /// Merges committed so far.
+    pub fn merges_committed(&self) -> usize {
+        self.survivors.read().merges
+    }
+
+    /// Profile ids handed out by committed writes.
+    pub fn profiles_created(&self) -> u64 {
+        self.survivors.read().next.len() as u64
+    }
+
+    /// The live profiles as of the last committed write.
+    pub fn live_profiles(&self) -> roaring::RoaringBitmap {
+        let s = self.survivors.read();
+        s.next
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| **p == *i as u64)
+            .filter_map(|(i, _)| u32::try_from(i).ok())
+            .collect()
     }
 
     /// The current profile of a stored profile id.
@@ -196,6 +238,9 @@ impl Space {
             }
         }
         s.merges += merges.len();
+        drop(s);
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The hook of source number `index`.
@@ -346,25 +391,24 @@ impl TableHook for SourceHook {
     }
 }
 
-/// The hook on a space's log table: only the space writes it.
+/// The hook on a table only Tessera writes (a space's graph log, its
+/// segment memberships): users may read it, not change it.
 #[derive(Debug)]
-pub struct LogHook {
-    space: String,
+pub struct ReadOnlyHook {
+    owner: String,
 }
 
-impl LogHook {
-    /// The hook of the log of space `space`.
-    pub fn new(space: &str) -> Self {
-        Self {
-            space: space.to_string(),
-        }
+impl ReadOnlyHook {
+    /// A hook saying the table is `owner` ("the identity-graph log of …").
+    pub fn new(owner: String) -> Self {
+        Self { owner }
     }
 }
 
 #[async_trait::async_trait]
-impl TableHook for LogHook {
+impl TableHook for ReadOnlyHook {
     fn owner(&self) -> String {
-        format!("the identity-graph log of profile space {}", self.space)
+        self.owner.clone()
     }
 
     fn generated_columns(&self) -> Vec<String> {
@@ -381,8 +425,8 @@ impl TableHook for LogHook {
 
     async fn begin_write(&self, table: &str) -> tessera_sql::Result<Box<dyn HookWrite>> {
         Err(SqlError::ReadOnly(format!(
-            "permission denied: \"{table}\" is {}; only UNIFY writes it",
-            self.owner()
+            "permission denied: \"{table}\" is {}; only Tessera writes it",
+            self.owner
         )))
     }
 }

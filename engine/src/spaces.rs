@@ -28,7 +28,7 @@ use tessera_sql::{SqlEngine, SqlError};
 
 use crate::error::{EngineError, Result};
 use crate::profiles::{ProfileTable, ProfileTableKind};
-use crate::space::{LogHook, Space, log_rows, log_schema};
+use crate::space::{ReadOnlyHook, Space, log_rows, log_schema};
 use crate::unify::{PROFILE_ID, UnifyReport, UnifySpec, report, resolve_all};
 
 /// Prefix of the catalog keys of profile-space definitions.
@@ -96,7 +96,10 @@ impl Spaces {
         }
         engine.hooks().set(
             &Space::log_table(&space.spec),
-            Some(Arc::new(LogHook::new(&space.spec.name))),
+            Some(Arc::new(ReadOnlyHook::new(format!(
+                "the identity-graph log of profile space {}",
+                space.spec.name
+            )))),
         );
         for (kind, suffix) in ProfileTableKind::ALL {
             engine.provide_table(

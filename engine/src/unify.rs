@@ -78,6 +78,12 @@ fn split_name(name: &ObjectName) -> Result<(String, String)> {
     }
 }
 
+/// The storage name (`schema.table`) of a name as written.
+pub fn storage_name(name: &ObjectName) -> Result<String> {
+    let (s, t) = split_name(name)?;
+    Ok(format!("{s}.{t}"))
+}
+
 fn text(v: &Value) -> Option<String> {
     match v {
         Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.clone()),

@@ -362,8 +362,8 @@ impl SqlEngine {
                 })
             }
             Statement::Sql(s) => self.run_sql(*s).await,
-            Statement::Unify(_) => Err(SqlError::Unsupported(
-                "UNIFY outside the engine; run it through tessera_engine::Database".into(),
+            Statement::Unify(_) | Statement::Segment(_) => Err(SqlError::Unsupported(
+                "UNIFY and SEGMENT statements outside the engine; run them through tessera_engine::Database".into(),
             )),
         }
     }

@@ -15,7 +15,6 @@ use tessera_sql::datafusion::arrow::array::{
 };
 use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use tessera_sql::datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use tessera_sql::datafusion::datasource::MemTable;
 use tessera_sql::datafusion::error::Result as DfResult;
 
 use super::{invalid, kind_index, literal_text, space_named};
@@ -99,6 +98,6 @@ impl TableFunctionImpl for UnifyExplain {
                 Arc::new(TimestampMicrosecondArray::from(at)),
             ],
         )?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+        super::call_table("unify_explain", args.exprs(), batch)
     }
 }

@@ -10,10 +10,12 @@
 //! | `most_recent(value, ts)` | aggregate | the value with the latest time ([`golden`]) |
 //! | `most_frequent(value)` | aggregate | the commonest value |
 //! | `first_by_priority(value, source, 'a,b,…')` | aggregate | the value of the highest-priority source |
+//! | `in_segment`, `segment_count`, `segment`, `segment_history`, `segment_changes`, `segment_overlap`, `segment_sample` | | see [`segment`] |
 
 pub mod explain;
 pub mod golden;
 pub mod resolve;
+pub mod segment;
 pub mod stats;
 
 use std::sync::Arc;
@@ -23,12 +25,39 @@ use tessera_sql::datafusion::error::{DataFusionError, Result as DfResult};
 use tessera_sql::datafusion::logical_expr::{AggregateUDF, Expr, ScalarUDF};
 use tessera_sql::{SqlEngine, SqlError};
 
+use crate::segments::Segments;
 use crate::space::Space;
 use crate::spaces::Spaces;
 
-/// Registers every function of this module into `engine`'s session.
-pub fn register(engine: &SqlEngine, spaces: &Arc<Spaces>) {
+/// Registers every function of this module into `engine`'s session, and
+/// the `segments` table (unless a table of that name exists).
+pub fn register(engine: &SqlEngine, spaces: &Arc<Spaces>, segments: &Arc<Segments>) {
     let ctx = engine.context();
+    let cx = segment::Context::new(Arc::clone(spaces), Arc::clone(segments));
+    ctx.register_udf(ScalarUDF::from(segment::InSegment::new(cx.clone())));
+    ctx.register_udf(ScalarUDF::from(segment::SegmentCount::new(cx.clone())));
+    ctx.register_udtf("segment", Arc::new(segment::SegmentMembers(cx.clone())));
+    ctx.register_udtf(
+        "segment_history",
+        Arc::new(segment::SegmentHistory(cx.clone())),
+    );
+    ctx.register_udtf(
+        "segment_changes",
+        Arc::new(segment::SegmentChanges(cx.clone())),
+    );
+    ctx.register_udtf(
+        "segment_overlap",
+        Arc::new(segment::SegmentOverlap(cx.clone())),
+    );
+    ctx.register_udtf(
+        "segment_sample",
+        Arc::new(segment::SegmentSample(cx.clone())),
+    );
+    let name = format!("{}.segments", tessera_sql::DEFAULT_SCHEMA);
+    if !engine.name_taken(&name) {
+        // A user's own `segments` table keeps its name.
+        let _ = engine.provide_table(&name, Some(Arc::new(segment::SegmentsTable::new(cx))));
+    }
     ctx.register_udf(ScalarUDF::from(resolve::Unify::new(Arc::clone(spaces))));
     ctx.register_udf(ScalarUDF::from(resolve::UnifyCurrent::new(Arc::clone(
         spaces,
@@ -44,6 +73,37 @@ pub fn register(engine: &SqlEngine, spaces: &Arc<Spaces>) {
     ctx.register_udaf(AggregateUDF::from(golden::PickFunction::most_recent()));
     ctx.register_udaf(AggregateUDF::from(golden::MostFrequent::new()));
     ctx.register_udaf(AggregateUDF::from(golden::PickFunction::first_by_priority()));
+}
+
+/// The table a table-function call returns. Its schema carries the call
+/// (`tessera.call` metadata): DataFusion names every scan of a table
+/// function `name()` whatever its arguments, and without this two calls
+/// with different arguments in one query (`SELECT (SELECT count(*) FROM
+/// segment('a')), (SELECT count(*) FROM segment('b'))`) compare equal and
+/// are merged by common-subexpression elimination.
+fn call_table(
+    function: &str,
+    args: &[Expr],
+    batch: tessera_sql::datafusion::arrow::array::RecordBatch,
+) -> DfResult<Arc<dyn tessera_sql::datafusion::catalog::TableProvider>> {
+    let call = format!(
+        "{function}({})",
+        args.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let schema = Arc::new(
+        batch
+            .schema()
+            .as_ref()
+            .clone()
+            .with_metadata([("tessera.call".to_string(), call)].into_iter().collect()),
+    );
+    let batch = batch.with_schema(Arc::clone(&schema))?;
+    Ok(Arc::new(
+        tessera_sql::datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?,
+    ))
 }
 
 /// The text of a literal argument of a table function.

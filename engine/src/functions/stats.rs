@@ -23,7 +23,6 @@ use tessera_sql::datafusion::arrow::array::{
 };
 use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use tessera_sql::datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use tessera_sql::datafusion::datasource::MemTable;
 use tessera_sql::datafusion::error::Result as DfResult;
 
 use super::{invalid, literal_text, space_named};
@@ -140,6 +139,6 @@ impl TableFunctionImpl for UnifyStats {
         ])));
         let schema = Arc::new(Schema::new(fields));
         let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
-        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+        super::call_table("unify_stats", args.exprs(), batch)
     }
 }

@@ -1,12 +1,13 @@
 //! Tessera's statements: sqlparser's PostgreSQL dialect plus Tessera's own.
 //!
 //! [`parse`] splits a text into statements. A statement that starts with one
-//! of Tessera's keywords (`COMPACT`, `VERIFY`, `UNIFY`, and later `CREATE
-//! SEGMENT`, …) is parsed by its own module, one file per statement, each
+//! of Tessera's keywords (`COMPACT`, `VERIFY`, `UNIFY`, `CREATE SEGMENT`,
+//! `REFRESH SEGMENT`, …) is parsed by its own module, one file per statement, each
 //! documenting its grammar and printing back as SQL; everything else is
 //! parsed by sqlparser and kept as its AST.
 
 mod compact;
+mod segment;
 mod unify;
 mod verify;
 
@@ -17,6 +18,10 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 pub use compact::Compact;
+pub use segment::{
+    AlterSegment, AlterSegmentChange, CreateSegment, DropSegment, RefreshPolicy, RefreshSegment,
+    SegmentBody, SegmentSet, SegmentStatement,
+};
 pub use unify::{Unify, UnifyOption, UnifySource};
 pub use verify::Verify;
 
@@ -33,6 +38,8 @@ pub enum Statement {
     Verify(Verify),
     /// `UNIFY space FROM … [WITH (…)]` (run by the engine)
     Unify(Unify),
+    /// `CREATE`, `ALTER`, `DROP` and `REFRESH` `SEGMENT` (run by the engine)
+    Segment(SegmentStatement),
 }
 
 impl fmt::Display for Statement {
@@ -42,6 +49,7 @@ impl fmt::Display for Statement {
             Statement::Compact(s) => write!(f, "{s}"),
             Statement::Verify(s) => write!(f, "{s}"),
             Statement::Unify(s) => write!(f, "{s}"),
+            Statement::Segment(s) => write!(f, "{s}"),
         }
     }
 }
@@ -56,11 +64,15 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         if parser.peek_token().token == Token::EOF {
             break;
         }
-        let stmt = match leading_word(&parser).as_deref() {
-            Some("COMPACT") => Statement::Compact(Compact::parse(&mut parser)?),
-            Some("VERIFY") => Statement::Verify(Verify::parse(&mut parser)?),
-            Some("UNIFY") => Statement::Unify(Unify::parse(&mut parser)?),
-            _ => Statement::Sql(Box::new(parser.parse_statement()?)),
+        let stmt = if segment::starts(&parser) {
+            Statement::Segment(SegmentStatement::parse(&mut parser)?)
+        } else {
+            match leading_word(&parser).as_deref() {
+                Some("COMPACT") => Statement::Compact(Compact::parse(&mut parser)?),
+                Some("VERIFY") => Statement::Verify(Verify::parse(&mut parser)?),
+                Some("UNIFY") => Statement::Unify(Unify::parse(&mut parser)?),
+                _ => Statement::Sql(Box::new(parser.parse_statement()?)),
+            }
         };
         out.push(stmt);
         match parser.peek_token().token {

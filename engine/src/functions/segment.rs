@@ -1,0 +1,676 @@
+//! The SEGMENT functions, over the latest members of each segment (mapped
+//! through the merges of its space since):
+//!
+//! | function | returns |
+//! |---|---|
+//! | `in_segment(profile_id, 'name')` | whether the profile is a member (a bitmap probe) |
+//! | `segment_count('a & !b \| c')` | the size of a set expression, computed on the bitmaps |
+//! | `segment('name')` | the members, with the columns of the space's profile table |
+//! | `segment_history('name')` | every version: `version`, `refreshed_at`, `seconds`, `size`, `entered`, `exited` |
+//! | `segment_changes('name', since)` | (`profile_id`, `change` 'entered'/'exited', `at`) between version `since` (a number, or a timestamp: the version then) and the latest |
+//! | `segment_overlap('a', 'b')` | `only_a`, `both`, `only_b` |
+//! | `segment_sample('name', fraction, seed)` | a deterministic subset: the same profiles for the same seed, whatever the refresh |
+//!
+//! And the table `segments`: one row per segment (name, space, definition,
+//! refresh policy, size, version, last refresh and its duration, the
+//! segments it is defined over).
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use roaring::RoaringBitmap;
+use tessera_sql::datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListBuilder, RecordBatch,
+    StringArray, StringBuilder, TimestampMicrosecondArray,
+};
+use tessera_sql::datafusion::arrow::compute::{cast, filter_record_batch};
+use tessera_sql::datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit,
+};
+use tessera_sql::datafusion::catalog::{
+    Session, TableFunctionArgs, TableFunctionImpl, TableProvider,
+};
+use tessera_sql::datafusion::common::ScalarValue;
+use tessera_sql::datafusion::datasource::TableType;
+use tessera_sql::datafusion::datasource::memory::MemorySourceConfig;
+use tessera_sql::datafusion::error::Result as DfResult;
+use tessera_sql::datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+use tessera_sql::datafusion::physical_plan::ExecutionPlan;
+
+use super::{invalid, literal_text};
+use crate::EngineError;
+use crate::profiles::{ProfileTable, ProfileTableKind};
+use crate::segments::expr::SetExpr;
+use crate::segments::{Segment, Segments, as_current};
+use crate::space::Space;
+use crate::spaces::Spaces;
+
+/// What the segment functions need: the spaces and the segments.
+#[derive(Debug, Clone)]
+pub struct Context {
+    spaces: Arc<Spaces>,
+    segments: Arc<Segments>,
+}
+
+impl Context {
+    /// Over one database's spaces and segments.
+    pub fn new(spaces: Arc<Spaces>, segments: Arc<Segments>) -> Self {
+        Self { spaces, segments }
+    }
+
+    fn segment(&self, name: &str) -> DfResult<(Arc<Segment>, Arc<Space>)> {
+        let name = fold(name);
+        self.segments
+            .with_space(&self.spaces, &name)
+            .map_err(EngineError::into_datafusion)
+    }
+
+    fn members(&self, name: &str) -> DfResult<(Arc<RoaringBitmap>, Arc<Space>)> {
+        let (seg, space) = self.segment(name)?;
+        Ok((seg.members(&space), space))
+    }
+
+    /// The members of a set expression and the space they belong to.
+    fn evaluate(&self, expr: &SetExpr) -> DfResult<RoaringBitmap> {
+        let names = expr.names();
+        let mut space: Option<Arc<Space>> = None;
+        for n in &names {
+            let (seg, s) = self.segment(n)?;
+            if let Some(first) = &space
+                && !Arc::ptr_eq(first, &s)
+            {
+                return Err(invalid(format!(
+                    "segment \"{}\" is a set of another profile space than the others in the expression",
+                    seg.def.name
+                )));
+            }
+            space = Some(s);
+        }
+        let Some(space) = space else {
+            return Ok(RoaringBitmap::new());
+        };
+        let universe = expr.has_not().then(|| space.live_profiles());
+        self.eval(expr, &space, universe.as_ref())
+    }
+
+    fn eval(
+        &self,
+        e: &SetExpr,
+        space: &Space,
+        universe: Option<&RoaringBitmap>,
+    ) -> DfResult<RoaringBitmap> {
+        Ok(match e {
+            SetExpr::Name(n) => (*self.segment(n)?.0.members(space)).clone(),
+            SetExpr::Not(a) => {
+                let a = self.eval(a, space, universe)?;
+                universe.map_or_else(RoaringBitmap::new, |u| u - a)
+            }
+            SetExpr::And(a, b) => self.eval(a, space, universe)? & self.eval(b, space, universe)?,
+            SetExpr::Or(a, b) => self.eval(a, space, universe)? | self.eval(b, space, universe)?,
+        })
+    }
+
+    /// The size of a set expression; a plain intersection or union of two
+    /// segments is counted without building the result.
+    fn count(&self, expr: &SetExpr) -> DfResult<u64> {
+        match expr {
+            SetExpr::Name(n) => Ok(self.members(n)?.0.len()),
+            SetExpr::And(a, b) | SetExpr::Or(a, b)
+                if matches!((&**a, &**b), (SetExpr::Name(_), SetExpr::Name(_))) =>
+            {
+                let (SetExpr::Name(x), SetExpr::Name(y)) = (&**a, &**b) else {
+                    return Ok(self.evaluate(expr)?.len());
+                };
+                let ((x, sx), (y, sy)) = (self.members(x)?, self.members(y)?);
+                if !Arc::ptr_eq(&sx, &sy) {
+                    return Ok(self.evaluate(expr)?.len());
+                }
+                Ok(if matches!(expr, SetExpr::And(..)) {
+                    x.intersection_len(&y)
+                } else {
+                    x.union_len(&y)
+                })
+            }
+            _ => Ok(self.evaluate(expr)?.len()),
+        }
+    }
+}
+
+/// Segment names fold to lower case unless quoted.
+fn fold(name: &str) -> String {
+    let t = name.trim();
+    match t.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+        Some(q) => q.to_string(),
+        None => t.to_lowercase(),
+    }
+}
+
+macro_rules! udf_identity {
+    ($t:ident, $name:literal) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.cx.segments, &other.cx.segments)
+            }
+        }
+
+        impl Eq for $t {}
+
+        impl Hash for $t {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                $name.hash(state);
+            }
+        }
+    };
+}
+
+/// `in_segment(profile_id, 'name')`.
+#[derive(Debug)]
+pub struct InSegment {
+    cx: Context,
+    signature: Signature,
+}
+
+impl InSegment {
+    /// The function.
+    pub fn new(cx: Context) -> Self {
+        Self {
+            cx,
+            signature: Signature::any(2, Volatility::Volatile),
+        }
+    }
+}
+
+udf_identity!(InSegment, "in_segment");
+
+impl ScalarUDFImpl for InSegment {
+    fn name(&self) -> &str {
+        "in_segment"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        // The common case: a constant segment name.
+        let constant = match &args.args[1] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(s)))
+            | ColumnarValue::Scalar(ScalarValue::Utf8View(Some(s)))
+            | ColumnarValue::Scalar(ScalarValue::LargeUtf8(Some(s))) => Some(s.clone()),
+            _ => None,
+        };
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let ids = cast(&arrays[0], &DataType::Int64)?;
+        let ids = ids.as_primitive::<Int64Type>();
+        let out: BooleanArray = match constant {
+            Some(name) => {
+                let (members, _) = self.cx.members(&name)?;
+                ids.iter()
+                    .map(|v| v.map(|id| u32::try_from(id).is_ok_and(|id| members.contains(id))))
+                    .collect()
+            }
+            None => {
+                let names = cast(&arrays[1], &DataType::Utf8)?;
+                let names = names.as_string::<i32>();
+                let mut out = Vec::with_capacity(ids.len());
+                for i in 0..ids.len() {
+                    if ids.is_null(i) || names.is_null(i) {
+                        out.push(None);
+                        continue;
+                    }
+                    let (members, _) = self.cx.members(names.value(i))?;
+                    out.push(Some(
+                        u32::try_from(ids.value(i)).is_ok_and(|id| members.contains(id)),
+                    ));
+                }
+                out.into_iter().collect()
+            }
+        };
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `segment_count('expression')`.
+#[derive(Debug)]
+pub struct SegmentCount {
+    cx: Context,
+    signature: Signature,
+}
+
+impl SegmentCount {
+    /// The function.
+    pub fn new(cx: Context) -> Self {
+        Self {
+            cx,
+            signature: Signature::any(1, Volatility::Volatile),
+        }
+    }
+}
+
+udf_identity!(SegmentCount, "segment_count");
+
+impl ScalarUDFImpl for SegmentCount {
+    fn name(&self) -> &str {
+        "segment_count"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if let ColumnarValue::Scalar(v) = &args.args[0] {
+            let text = v.to_string();
+            if v.is_null() {
+                return Ok(ColumnarValue::Scalar(ScalarValue::Int64(None)));
+            }
+            let e = crate::segments::expr::parse(&text).map_err(EngineError::into_datafusion)?;
+            let n = self.cx.count(&e)?;
+            return Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(n as i64))));
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let texts = cast(&arrays[0], &DataType::Utf8)?;
+        let texts = texts.as_string::<i32>();
+        let mut out = Vec::with_capacity(texts.len());
+        for i in 0..texts.len() {
+            if texts.is_null(i) {
+                out.push(None);
+                continue;
+            }
+            let e = crate::segments::expr::parse(texts.value(i))
+                .map_err(EngineError::into_datafusion)?;
+            out.push(Some(self.cx.count(&e)? as i64));
+        }
+        Ok(ColumnarValue::Array(Arc::new(Int64Array::from(out))))
+    }
+}
+
+fn table(
+    function: &str,
+    a: &TableFunctionArgs,
+    schema: SchemaRef,
+    columns: Vec<ArrayRef>,
+) -> DfResult<Arc<dyn TableProvider>> {
+    super::call_table(function, a.exprs(), RecordBatch::try_new(schema, columns)?)
+}
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, None)
+}
+
+fn args<'a>(f: &str, a: &'a TableFunctionArgs, n: usize) -> DfResult<&'a [Expr]> {
+    let e = a.exprs();
+    if e.len() != n {
+        return Err(invalid(format!(
+            "{f} takes {n} argument(s), got {}",
+            e.len()
+        )));
+    }
+    Ok(e)
+}
+
+/// `segment('name')`.
+#[derive(Debug)]
+pub struct SegmentMembers(pub Context);
+
+impl TableFunctionImpl for SegmentMembers {
+    fn call_with_args(&self, a: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let e = args("segment", &a, 1)?;
+        let (members, space) = self.0.members(&literal_text("segment", &e[0])?)?;
+        let profiles = ProfileTable::new(space, ProfileTableKind::Profiles)
+            .rows()
+            .map_err(EngineError::into_datafusion)?;
+        let ids = profiles.column(0).as_primitive::<Int64Type>();
+        let keep: BooleanArray = ids
+            .iter()
+            .map(|v| {
+                Some(v.is_some_and(|id| u32::try_from(id).is_ok_and(|id| members.contains(id))))
+            })
+            .collect();
+        let rows = filter_record_batch(&profiles, &keep)?;
+        super::call_table("segment", a.exprs(), rows)
+    }
+}
+
+/// `segment_history('name')`.
+#[derive(Debug)]
+pub struct SegmentHistory(pub Context);
+
+impl TableFunctionImpl for SegmentHistory {
+    fn call_with_args(&self, a: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let e = args("segment_history", &a, 1)?;
+        let name = fold(&literal_text("segment_history", &e[0])?);
+        let versions = self
+            .0
+            .segments
+            .history_of(&self.0.spaces, &name)
+            .map_err(EngineError::into_datafusion)?;
+        // Compared as profiles are now: a merge is neither an entry nor an exit.
+        let (_, space) = self.0.segment(&name)?;
+        let mapped: Vec<RoaringBitmap> = versions
+            .iter()
+            .map(|v| as_current(&space, &v.members))
+            .collect();
+        let mut entered = Vec::new();
+        let mut exited = Vec::new();
+        for (i, now) in mapped.iter().enumerate() {
+            match i.checked_sub(1).map(|p| &mapped[p]) {
+                Some(prev) => {
+                    entered.push((now - prev).len() as i64);
+                    exited.push((prev - now).len() as i64);
+                }
+                None => {
+                    entered.push(now.len() as i64);
+                    exited.push(0);
+                }
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("version", DataType::Int64, false),
+            Field::new("refreshed_at", ts(), false),
+            Field::new("seconds", DataType::Float64, false),
+            Field::new("size", DataType::Int64, false),
+            Field::new("entered", DataType::Int64, false),
+            Field::new("exited", DataType::Int64, false),
+        ]));
+        table(
+            "segment_history",
+            &a,
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(
+                    versions.iter().map(|v| v.number),
+                )),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    versions.iter().map(|v| v.refreshed_at),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    versions.iter().map(|v| v.seconds),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    versions.iter().map(|v| v.members.len() as i64),
+                )),
+                Arc::new(Int64Array::from(entered)),
+                Arc::new(Int64Array::from(exited)),
+            ],
+        )
+    }
+}
+
+/// `segment_changes('name', since)`.
+#[derive(Debug)]
+pub struct SegmentChanges(pub Context);
+
+impl TableFunctionImpl for SegmentChanges {
+    fn call_with_args(&self, a: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let e = args("segment_changes", &a, 2)?;
+        let name = fold(&literal_text("segment_changes", &e[0])?);
+        let (_, space) = self.0.segment(&name)?;
+        let versions = self
+            .0
+            .segments
+            .history_of(&self.0.spaces, &name)
+            .map_err(EngineError::into_datafusion)?;
+        let Some(latest) = versions.last() else {
+            return Err(invalid(format!("segment \"{name}\" has no version yet")));
+        };
+        // `since`: a version number, or a time (the version then).
+        let since = match &e[1] {
+            Expr::Literal(v, _) if v.data_type().is_integer() => {
+                let n: i64 = v.to_string().parse().map_err(|_| invalid("since".into()))?;
+                if n == 0 {
+                    None
+                } else {
+                    Some(versions.iter().find(|v| v.number == n).ok_or_else(|| {
+                        invalid(format!(
+                            "segment \"{name}\" has no version {n} (it has 1 to {})",
+                            latest.number
+                        ))
+                    })?)
+                }
+            }
+            other => {
+                let text = literal_text("segment_changes", other)?;
+                let at = ScalarValue::Utf8(Some(text.clone()))
+                    .cast_to(&ts())
+                    .map_err(|_| {
+                        invalid(format!(
+                            "segment_changes: since is a version number or a timestamp, got '{text}'"
+                        ))
+                    })?;
+                let ScalarValue::TimestampMicrosecond(Some(at), _) = at else {
+                    return Err(invalid(format!("segment_changes: '{text}' is not a time")));
+                };
+                versions.iter().rev().find(|v| v.refreshed_at <= at)
+            }
+        };
+        let now = as_current(&space, &latest.members);
+        let then = since
+            .map(|v| as_current(&space, &v.members))
+            .unwrap_or_default();
+        let entered = &now - &then;
+        let exited = &then - &now;
+        let mut ids: Vec<i64> = Vec::new();
+        let mut change: Vec<&str> = Vec::new();
+        for id in entered.iter() {
+            ids.push(i64::from(id));
+            change.push("entered");
+        }
+        for id in exited.iter() {
+            ids.push(i64::from(id));
+            change.push("exited");
+        }
+        let n = ids.len();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("profile_id", DataType::Int64, false),
+            Field::new("change", DataType::Utf8, false),
+            Field::new("at", ts(), false),
+            Field::new("version", DataType::Int64, false),
+        ]));
+        table(
+            "segment_changes",
+            &a,
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(change)),
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    latest.refreshed_at;
+                    n
+                ])),
+                Arc::new(Int64Array::from(vec![latest.number; n])),
+            ],
+        )
+    }
+}
+
+/// `segment_overlap('a', 'b')`.
+#[derive(Debug)]
+pub struct SegmentOverlap(pub Context);
+
+impl TableFunctionImpl for SegmentOverlap {
+    fn call_with_args(&self, a: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let e = args("segment_overlap", &a, 2)?;
+        let (x, _) = self.0.members(&literal_text("segment_overlap", &e[0])?)?;
+        let (y, _) = self.0.members(&literal_text("segment_overlap", &e[1])?)?;
+        let both = x.intersection_len(&y);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("only_a", DataType::Int64, false),
+            Field::new("both", DataType::Int64, false),
+            Field::new("only_b", DataType::Int64, false),
+        ]));
+        table(
+            "segment_overlap",
+            &a,
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![(x.len() - both) as i64])),
+                Arc::new(Int64Array::from(vec![both as i64])),
+                Arc::new(Int64Array::from(vec![(y.len() - both) as i64])),
+            ],
+        )
+    }
+}
+
+/// A stable 64-bit mix of a seed and a profile id (SplitMix64's finaliser):
+/// the same profile lands on the same side for the same seed, forever.
+fn bucket(seed: u64, id: u32) -> u64 {
+    let mut z = seed ^ u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `segment_sample('name', fraction, seed)`.
+#[derive(Debug)]
+pub struct SegmentSample(pub Context);
+
+impl TableFunctionImpl for SegmentSample {
+    fn call_with_args(&self, a: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let e = args("segment_sample", &a, 3)?;
+        let (members, _) = self.0.members(&literal_text("segment_sample", &e[0])?)?;
+        let fraction: f64 = literal_text("segment_sample", &e[1])?
+            .parse()
+            .ok()
+            .filter(|f: &f64| (0.0..=1.0).contains(f))
+            .ok_or_else(|| {
+                invalid("segment_sample: the fraction is a number from 0 to 1".into())
+            })?;
+        let seed: u64 = literal_text("segment_sample", &e[2])?
+            .parse::<i64>()
+            .map(|s| s as u64)
+            .map_err(|_| invalid("segment_sample: the seed is a whole number".into()))?;
+        let cut = (fraction * u64::MAX as f64) as u64;
+        let ids: Vec<i64> = members
+            .iter()
+            .filter(|id| fraction >= 1.0 || bucket(seed, *id) < cut)
+            .map(i64::from)
+            .collect();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "profile_id",
+            DataType::Int64,
+            false,
+        )]));
+        table(
+            "segment_sample",
+            &a,
+            schema,
+            vec![Arc::new(Int64Array::from(ids))],
+        )
+    }
+}
+
+/// The `segments` table: one row per segment.
+#[derive(Debug)]
+pub struct SegmentsTable {
+    cx: Context,
+    schema: SchemaRef,
+}
+
+impl SegmentsTable {
+    /// Over one database's segments.
+    pub fn new(cx: Context) -> Self {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("space", DataType::Utf8, false),
+            Field::new("definition", DataType::Utf8, false),
+            Field::new("refresh", DataType::Utf8, false),
+            Field::new("size", DataType::Int64, false),
+            Field::new("version", DataType::Int64, false),
+            Field::new("last_refresh", ts(), true),
+            Field::new("refresh_seconds", DataType::Float64, false),
+            Field::new(
+                "depends_on",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                false,
+            ),
+        ]));
+        Self { cx, schema }
+    }
+
+    fn rows(&self) -> DfResult<RecordBatch> {
+        let all = self.cx.segments.all();
+        let sizes: Vec<i64> = all
+            .iter()
+            .map(|s| match self.cx.spaces.get(&s.def.space) {
+                Some(space) => s.members(&space).len() as i64,
+                None => s.latest.members.len() as i64,
+            })
+            .collect();
+        let mut deps = ListBuilder::new(StringBuilder::new());
+        for s in &all {
+            for d in &s.def.depends_on {
+                deps.values().append_value(d);
+            }
+            deps.append(true);
+        }
+        let space_name = |s: &str| s.strip_prefix("public.").unwrap_or(s).to_string();
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    all.iter().map(|s| s.def.name.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    all.iter().map(|s| space_name(&s.def.space)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    all.iter().map(|s| s.def.body.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    all.iter().map(|s| s.def.policy().to_string()),
+                )),
+                Arc::new(Int64Array::from(sizes)),
+                Arc::new(Int64Array::from_iter_values(
+                    all.iter().map(|s| s.latest.number),
+                )),
+                Arc::new(TimestampMicrosecondArray::from(
+                    all.iter()
+                        .map(|s| (s.latest.number > 0).then_some(s.latest.refreshed_at))
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    all.iter().map(|s| s.latest.seconds),
+                )),
+                Arc::new(deps.finish()),
+            ],
+        )?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for SegmentsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = self.rows()?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            Arc::clone(&self.schema),
+            projection.cloned(),
+        )?)
+    }
+}

@@ -1,0 +1,727 @@
+//! `SEGMENT`: audiences over a profile space, kept as roaring bitmaps of
+//! profile ids.
+//!
+//! ## A segment, from definition to bitmap
+//!
+//! 1. `CREATE SEGMENT name ON space AS …` is checked ([`Segments::create`]):
+//!    the space exists, the name is free, a set of segments names segments
+//!    of the same space and makes no cycle, a query returns profile ids.
+//! 2. Its members are computed ([`refresh`]): a query runs through the SQL
+//!    layer and its first column becomes a [`RoaringBitmap`]; a set
+//!    combines the bitmaps of the segments it names.
+//! 3. The bitmap is stored, portable-serialised, as a new *version* in the
+//!    space's table `<space>$segments` (one row per refresh), in the same
+//!    publication as the definition (kept in the catalog).
+//! 4. Reads (`in_segment`, `segment_count`, …) use the latest version,
+//!    mapped through the space's merges: a member that merged into another
+//!    profile counts as that profile.
+//!
+//! Refresh policies: `MANUAL` (`REFRESH SEGMENT`), `ON COMMIT` (after every
+//! statement that wrote to a source of the space, before it returns),
+//! `EVERY 'interval'` (checked before each statement; see [`Segments::due`]).
+
+pub mod expr;
+mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+use tessera_sql::SqlEngine;
+use tessera_sql::SqlError;
+use tessera_sql::datafusion::arrow::array::{Array, AsArray};
+use tessera_sql::datafusion::arrow::compute::cast;
+use tessera_sql::datafusion::arrow::datatypes::{DataType, Int64Type};
+use tessera_sql::parser::{
+    AlterSegment, AlterSegmentChange, CreateSegment, RefreshPolicy, SegmentBody, SegmentSet,
+};
+
+use crate::error::{EngineError, Result};
+use crate::space::Space;
+use crate::spaces::Spaces;
+pub use store::Version;
+
+/// Prefix of the catalog keys of segment definitions.
+const KEY_PREFIX: &str = "segment:";
+/// Format of a stored definition (its first field).
+const DEF_FORMAT: u32 = 1;
+
+/// A segment's definition, as kept in the catalog.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SegmentDef {
+    /// Its name.
+    pub name: String,
+    /// The storage name of its space's profile table (`public.customers`).
+    pub space: String,
+    /// `MANUAL`, `ON COMMIT` or `EVERY 'interval'`, as text.
+    pub refresh: String,
+    /// Seconds between refreshes, for `EVERY`.
+    pub every_seconds: Option<u64>,
+    /// The defining query or set, as SQL text.
+    pub body: String,
+    /// Whether the body is a set of segments (else a query).
+    pub is_set: bool,
+    /// The segments a set names.
+    pub depends_on: Vec<String>,
+}
+
+impl SegmentDef {
+    /// Its refresh policy.
+    pub fn policy(&self) -> RefreshPolicy {
+        match (self.refresh.as_str(), self.every_seconds) {
+            ("ON COMMIT", _) => RefreshPolicy::OnCommit,
+            (_, Some(_)) => RefreshPolicy::Every(self.refresh.clone()),
+            _ => RefreshPolicy::Manual,
+        }
+    }
+}
+
+/// A segment at run time: its definition and latest version.
+#[derive(Debug)]
+pub struct Segment {
+    /// Its definition.
+    pub def: SegmentDef,
+    /// Its latest version (members as of that refresh).
+    pub latest: Version,
+    /// The latest members mapped through the space's merges, and how many
+    /// merges that mapping saw.
+    mapped: Mutex<Option<(usize, Arc<RoaringBitmap>)>>,
+    /// When it was last refreshed in this process (for `EVERY`).
+    refreshed: Instant,
+}
+
+impl Segment {
+    fn new(def: SegmentDef, latest: Version) -> Self {
+        Self {
+            def,
+            latest,
+            mapped: Mutex::new(None),
+            refreshed: Instant::now(),
+        }
+    }
+
+    /// The members now: the latest version mapped through the merges of
+    /// `space` since.
+    pub fn members(&self, space: &Space) -> Arc<RoaringBitmap> {
+        let merges = space.merges_committed();
+        let mut m = self.mapped.lock();
+        if let Some((seen, b)) = &*m
+            && *seen == merges
+        {
+            return Arc::clone(b);
+        }
+        let mapped = Arc::new(as_current(space, &self.latest.members));
+        *m = Some((merges, Arc::clone(&mapped)));
+        mapped
+    }
+}
+
+/// Members as the profiles they are now: a member merged into another
+/// profile since counts as that profile.
+pub fn as_current(space: &Space, members: &RoaringBitmap) -> RoaringBitmap {
+    if space.merges_committed() == 0 {
+        return members.clone();
+    }
+    let mut ids: Vec<u32> = members
+        .iter()
+        .map(|id| u32::try_from(space.current(u64::from(id))).unwrap_or(id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut b = RoaringBitmap::from_sorted_iter(ids).unwrap_or_default();
+    b.optimize();
+    b
+}
+
+fn encode_def(def: &SegmentDef) -> Result<Vec<u8>> {
+    postcard::to_allocvec(&(DEF_FORMAT, def)).map_err(|e| {
+        EngineError::InvalidOption(format!("the segment definition cannot be encoded: {e}"))
+    })
+}
+
+fn decode_def(key: &str, bytes: &[u8]) -> Result<SegmentDef> {
+    let (format, def): (u32, SegmentDef) = postcard::from_bytes(bytes).map_err(|e| {
+        EngineError::InvalidOption(format!("the definition {key} cannot be read: {e}"))
+    })?;
+    if format != DEF_FORMAT {
+        return Err(EngineError::Sql(SqlError::Unsupported(format!(
+            "segment definition {key} has format {format}"
+        ))));
+    }
+    Ok(def)
+}
+
+fn undefined(name: &str) -> EngineError {
+    EngineError::UndefinedObject(format!("segment \"{name}\" does not exist"))
+}
+
+/// `EVERY` intervals: PostgreSQL-style text (`'15 minutes'`, `'1 hour'`,
+/// `'1 day'`) to seconds.
+fn interval_seconds(text: &str) -> Result<u64> {
+    let bad = || {
+        EngineError::InvalidOption(format!(
+            "\"{text}\" is not an interval: write a number and a unit, as '15 minutes', '1 hour' or '1 day'"
+        ))
+    };
+    let mut total = 0u64;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() || !words.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    for pair in words.chunks(2) {
+        let n: u64 = pair[0].parse().map_err(|_| bad())?;
+        let unit = match pair[1].to_lowercase().trim_end_matches('s') {
+            "second" | "sec" => 1,
+            "minute" | "min" => 60,
+            "hour" => 3600,
+            "day" => 86_400,
+            "week" => 604_800,
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(n.saturating_mul(unit));
+    }
+    if total == 0 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// The segments of one database.
+#[derive(Debug, Default)]
+pub struct Segments {
+    segments: RwLock<BTreeMap<String, Arc<Segment>>>,
+    /// One change (create, alter, drop, refresh) at a time.
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl Segments {
+    /// Loads every segment defined in the catalog with its latest version.
+    pub fn open(engine: &SqlEngine, spaces: &Spaces) -> Result<Segments> {
+        let segments = Segments::default();
+        let mut latest: BTreeMap<String, BTreeMap<String, Version>> = BTreeMap::new();
+        for (key, bytes) in engine.extensions(KEY_PREFIX) {
+            let def = decode_def(&key, &bytes)?;
+            let Some(space) = spaces.get(&def.space) else {
+                continue;
+            };
+            if !latest.contains_key(&def.space) {
+                latest.insert(def.space.clone(), store::latest(engine.store(), &space)?);
+            }
+            let mut version = latest
+                .get(&def.space)
+                .and_then(|m| m.get(&def.name))
+                .cloned()
+                .unwrap_or_else(Version::empty);
+            // A version older than the graph's last change may have missed
+            // a write (a crash between the write and its ON COMMIT refresh):
+            // such a segment is due; the others are current.
+            let stale = space
+                .updated_at()
+                .is_some_and(|at| version.refreshed_at < at);
+            version.writes_seen = if stale { 0 } else { space.writes_committed() };
+            store::protect(engine, &space);
+            segments
+                .segments
+                .write()
+                .insert(def.name.clone(), Arc::new(Segment::new(def, version)));
+        }
+        Ok(segments)
+    }
+
+    /// The segment `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Segment>> {
+        self.segments.read().get(name).cloned()
+    }
+
+    /// Every segment, by name.
+    pub fn all(&self) -> Vec<Arc<Segment>> {
+        self.segments.read().values().cloned().collect()
+    }
+
+    /// The segment `name` and its space, or 42704.
+    pub fn with_space(&self, spaces: &Spaces, name: &str) -> Result<(Arc<Segment>, Arc<Space>)> {
+        let seg = self.get(name).ok_or_else(|| undefined(name))?;
+        let space = spaces.get(&seg.def.space).ok_or_else(|| {
+            EngineError::UndefinedObject(format!(
+                "the profile space of segment \"{name}\" no longer exists"
+            ))
+        })?;
+        Ok((seg, space))
+    }
+
+    fn definition(
+        &self,
+        spaces: &Spaces,
+        name: &str,
+        space_name: &str,
+        refresh: &RefreshPolicy,
+        body: &SegmentBody,
+    ) -> Result<(SegmentDef, Arc<Space>)> {
+        let space = spaces.get(space_name).ok_or_else(|| {
+            EngineError::UndefinedObject(format!(
+                "profile space \"{space_name}\" does not exist (UNIFY defines one)"
+            ))
+        })?;
+        let (is_set, depends_on) = match body {
+            SegmentBody::Query(_) => (false, Vec::new()),
+            SegmentBody::Set(set) => {
+                let mut deps: Vec<String> = Vec::new();
+                for n in set.names() {
+                    let dep = self.get(n).ok_or_else(|| undefined(n))?;
+                    if dep.def.space != space_name {
+                        return Err(EngineError::InvalidOption(format!(
+                            "segment \"{n}\" is a set of {}, not of {space_name}",
+                            dep.def.space
+                        )));
+                    }
+                    if !deps.iter().any(|d| d == n) {
+                        deps.push(n.to_string());
+                    }
+                }
+                (true, deps)
+            }
+        };
+        let every_seconds = match refresh {
+            RefreshPolicy::Every(text) => Some(interval_seconds(text)?),
+            _ => None,
+        };
+        let refresh_text = match refresh {
+            RefreshPolicy::Every(text) => text.clone(),
+            other => other.to_string(),
+        };
+        let def = SegmentDef {
+            name: name.to_string(),
+            space: space_name.to_string(),
+            refresh: refresh_text,
+            every_seconds,
+            body: body.to_string(),
+            is_set,
+            depends_on,
+        };
+        Ok((def, space))
+    }
+
+    /// Refuses a definition whose set reaches back to itself.
+    fn check_cycles(&self, def: &SegmentDef) -> Result<()> {
+        let mut stack: Vec<(String, Vec<String>)> = def
+            .depends_on
+            .iter()
+            .map(|d| (d.clone(), vec![def.name.clone(), d.clone()]))
+            .collect();
+        while let Some((n, path)) = stack.pop() {
+            if n == def.name {
+                return Err(EngineError::InvalidDefinition(format!(
+                    "segment \"{}\" would depend on itself: {}",
+                    def.name,
+                    path.join(" -> ")
+                )));
+            }
+            if let Some(s) = self.get(&n) {
+                for d in &s.def.depends_on {
+                    let mut p = path.clone();
+                    p.push(d.clone());
+                    stack.push((d.clone(), p));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `CREATE [OR REPLACE] SEGMENT`: checks, computes the members, and
+    /// publishes definition and first version at once.
+    pub async fn create(
+        &self,
+        engine: &SqlEngine,
+        spaces: &Spaces,
+        stmt: &CreateSegment,
+    ) -> Result<Arc<Segment>> {
+        let _changing = self.changing.lock().await;
+        let space_name = crate::unify::storage_name(&stmt.space)?;
+        if let Some(existing) = self.get(&stmt.name)
+            && !stmt.or_replace
+        {
+            return Err(EngineError::DuplicateObject(format!(
+                "segment \"{}\" already exists (CREATE OR REPLACE SEGMENT replaces it)",
+                existing.def.name
+            )));
+        }
+        let (def, space) =
+            self.definition(spaces, &stmt.name, &space_name, &stmt.refresh, &stmt.body)?;
+        if let Some(existing) = self.get(&stmt.name) {
+            if existing.def.space != def.space {
+                return Err(EngineError::InvalidOption(format!(
+                    "segment \"{}\" is a set of {}; drop it to define it over {}",
+                    def.name, existing.def.space, def.space
+                )));
+            }
+            self.check_cycles(&def)?;
+        }
+        self.define(engine, &space, def, &stmt.body).await
+    }
+
+    /// `ALTER SEGMENT`: a new body (recomputed now) or a new policy.
+    pub async fn alter(
+        &self,
+        engine: &SqlEngine,
+        spaces: &Spaces,
+        stmt: &AlterSegment,
+    ) -> Result<Arc<Segment>> {
+        let _changing = self.changing.lock().await;
+        let (seg, _) = self.with_space(spaces, &stmt.name)?;
+        let current_policy = seg.def.policy();
+        let (body, refresh) = match &stmt.change {
+            AlterSegmentChange::Body(b) => (b.clone(), current_policy),
+            AlterSegmentChange::Refresh(r) => {
+                let body = crate::segments::expr::reparse_body(&seg.def)?;
+                (body, r.clone())
+            }
+        };
+        let (def, space) = self.definition(spaces, &stmt.name, &seg.def.space, &refresh, &body)?;
+        self.check_cycles(&def)?;
+        if let AlterSegmentChange::Refresh(_) = &stmt.change {
+            // Only the policy changes: the members stay.
+            let bytes = encode_def(&def)?;
+            engine.set_extension(&format!("{KEY_PREFIX}{}", def.name), Some(bytes))?;
+            let updated = Arc::new(Segment::new(def, seg.latest.clone()));
+            self.segments
+                .write()
+                .insert(updated.def.name.clone(), Arc::clone(&updated));
+            return Ok(updated);
+        }
+        self.define(engine, &space, def, &body).await
+    }
+
+    async fn define(
+        &self,
+        engine: &SqlEngine,
+        space: &Arc<Space>,
+        def: SegmentDef,
+        body: &SegmentBody,
+    ) -> Result<Arc<Segment>> {
+        let started = Instant::now();
+        let writes = space.writes_committed();
+        let members = self.compute(engine, space, &def, body).await?;
+        let previous = self.get(&def.name).map(|s| s.latest.clone());
+        let version = Version::next(previous.as_ref(), members, started.elapsed(), writes);
+        let key = format!("{KEY_PREFIX}{}", def.name);
+        store::publish(
+            engine,
+            space,
+            &def.name,
+            &version,
+            Some((&key, encode_def(&def)?)),
+        )?;
+        let seg = Arc::new(Segment::new(def, version));
+        self.segments
+            .write()
+            .insert(seg.def.name.clone(), Arc::clone(&seg));
+        Ok(seg)
+    }
+
+    /// The members `body` defines now.
+    async fn compute(
+        &self,
+        engine: &SqlEngine,
+        space: &Arc<Space>,
+        def: &SegmentDef,
+        body: &SegmentBody,
+    ) -> Result<RoaringBitmap> {
+        match body {
+            SegmentBody::Set(set) => self.evaluate(space, set),
+            SegmentBody::Query(q) => {
+                let stmt = tessera_sql::parser::Statement::Sql(Box::new(
+                    tessera_sql::datafusion::sql::sqlparser::ast::Statement::Query(q.clone()),
+                ));
+                let out = engine.run(stmt).await?;
+                let Some(first) = out.schema.fields().first() else {
+                    return Err(not_ids(&def.name, "returns no column"));
+                };
+                if !matches!(
+                    first.data_type(),
+                    DataType::Int8
+                        | DataType::Int16
+                        | DataType::Int32
+                        | DataType::Int64
+                        | DataType::UInt8
+                        | DataType::UInt16
+                        | DataType::UInt32
+                        | DataType::UInt64
+                ) {
+                    return Err(not_ids(
+                        &def.name,
+                        &format!(
+                            "returns {} in its first column",
+                            tessera_sql::types::sql_name(first.data_type())
+                        ),
+                    ));
+                }
+                let created = space.profiles_created();
+                let mut ids: Vec<u32> = Vec::new();
+                for b in &out.batches {
+                    let col = cast(b.column(0), &DataType::Int64)?;
+                    let col = col.as_primitive::<Int64Type>();
+                    for i in 0..col.len() {
+                        if col.is_null(i) {
+                            continue;
+                        }
+                        let v = col.value(i);
+                        let id = u64::try_from(v)
+                            .ok()
+                            .filter(|id| *id < created)
+                            .and_then(|id| u32::try_from(space.current(id)).ok())
+                            .ok_or_else(|| {
+                                not_ids(
+                                    &def.name,
+                                    &format!(
+                                        "returns {v}, which is not a profile id of {}",
+                                        def.space
+                                    ),
+                                )
+                            })?;
+                        ids.push(id);
+                    }
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                let mut b = RoaringBitmap::from_sorted_iter(ids).unwrap_or_default();
+                b.optimize();
+                Ok(b)
+            }
+        }
+    }
+
+    /// The members of a set of segments, from their current members.
+    pub fn evaluate(&self, space: &Space, set: &SegmentSet) -> Result<RoaringBitmap> {
+        Ok(match set {
+            SegmentSet::Segment(n) => {
+                let s = self.get(n).ok_or_else(|| undefined(n))?;
+                (*s.members(space)).clone()
+            }
+            SegmentSet::And(a, b) => self.evaluate(space, a)? & self.evaluate(space, b)?,
+            SegmentSet::Or(a, b) => self.evaluate(space, a)? | self.evaluate(space, b)?,
+            SegmentSet::AndNot(a, b) => self.evaluate(space, a)? - self.evaluate(space, b)?,
+        })
+    }
+
+    /// `REFRESH SEGMENT name`: recomputes it (a set from the current
+    /// members of its segments). Returns the new version.
+    pub async fn refresh(
+        &self,
+        engine: &SqlEngine,
+        spaces: &Spaces,
+        name: &str,
+    ) -> Result<Arc<Segment>> {
+        let _changing = self.changing.lock().await;
+        self.refresh_locked(engine, spaces, name).await
+    }
+
+    async fn refresh_locked(
+        &self,
+        engine: &SqlEngine,
+        spaces: &Spaces,
+        name: &str,
+    ) -> Result<Arc<Segment>> {
+        let (seg, space) = self.with_space(spaces, name)?;
+        let body = crate::segments::expr::reparse_body(&seg.def)?;
+        let started = Instant::now();
+        let writes = space.writes_committed();
+        let members = self.compute(engine, &space, &seg.def, &body).await?;
+        let version = Version::next(Some(&seg.latest), members, started.elapsed(), writes);
+        store::publish(engine, &space, name, &version, None)?;
+        let updated = Arc::new(Segment::new(seg.def.clone(), version));
+        self.segments
+            .write()
+            .insert(name.to_string(), Arc::clone(&updated));
+        Ok(updated)
+    }
+
+    /// The names of `names` and everything depending on them, dependencies
+    /// first.
+    fn in_dependency_order(&self, names: &[String]) -> Vec<String> {
+        let all = self.all();
+        let mut wanted: Vec<String> = names.to_vec();
+        // Add the segments that depend on wanted ones, until nothing changes.
+        loop {
+            let before = wanted.len();
+            for s in &all {
+                if !wanted.contains(&s.def.name)
+                    && s.def.depends_on.iter().any(|d| wanted.contains(d))
+                {
+                    wanted.push(s.def.name.clone());
+                }
+            }
+            if wanted.len() == before {
+                break;
+            }
+        }
+        let mut order: Vec<String> = Vec::new();
+        while order.len() < wanted.len() {
+            let before = order.len();
+            for n in &wanted {
+                if order.contains(n) {
+                    continue;
+                }
+                let ready = self.get(n).is_none_or(|s| {
+                    s.def
+                        .depends_on
+                        .iter()
+                        .all(|d| order.contains(d) || !wanted.contains(d))
+                });
+                if ready {
+                    order.push(n.clone());
+                }
+            }
+            if order.len() == before {
+                break; // a cycle (refused at definition): stop
+            }
+        }
+        order
+    }
+
+    /// `REFRESH SEGMENTS`: every segment, in dependency order.
+    pub async fn refresh_all(
+        &self,
+        engine: &SqlEngine,
+        spaces: &Spaces,
+    ) -> Result<Vec<Arc<Segment>>> {
+        let _changing = self.changing.lock().await;
+        let names: Vec<String> = self.all().iter().map(|s| s.def.name.clone()).collect();
+        let mut out = Vec::new();
+        for n in self.in_dependency_order(&names) {
+            out.push(self.refresh_locked(engine, spaces, &n).await?);
+        }
+        Ok(out)
+    }
+
+    /// Refreshes the `ON COMMIT` segments of the spaces written since their
+    /// last refresh, and the `EVERY` segments that are due, in dependency
+    /// order. Called after each statement.
+    pub async fn refresh_due(&self, engine: &SqlEngine, spaces: &Spaces) -> Result<()> {
+        let due = self.due(spaces);
+        if due.is_empty() {
+            return Ok(());
+        }
+        let _changing = self.changing.lock().await;
+        for n in self.in_dependency_order(&due) {
+            self.refresh_locked(engine, spaces, &n).await?;
+        }
+        Ok(())
+    }
+
+    /// The segments that want refreshing now: `ON COMMIT` ones whose space
+    /// committed writes after their latest version, `EVERY` ones whose
+    /// interval has passed.
+    pub fn due(&self, spaces: &Spaces) -> Vec<String> {
+        self.all()
+            .iter()
+            .filter(|s| {
+                let Some(space) = spaces.get(&s.def.space) else {
+                    return false;
+                };
+                match s.def.policy() {
+                    RefreshPolicy::OnCommit => space.writes_committed() > s.latest.writes_seen,
+                    RefreshPolicy::Every(_) => s
+                        .def
+                        .every_seconds
+                        .is_some_and(|secs| s.refreshed.elapsed() >= Duration::from_secs(secs)),
+                    RefreshPolicy::Manual => false,
+                }
+            })
+            .map(|s| s.def.name.clone())
+            .collect()
+    }
+
+    /// `DROP SEGMENT`: refused while other segments are sets of it.
+    pub async fn drop_segment(
+        &self,
+        engine: &SqlEngine,
+        spaces: &Spaces,
+        name: &str,
+        if_exists: bool,
+    ) -> Result<bool> {
+        let _changing = self.changing.lock().await;
+        let Some(seg) = self.get(name) else {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(undefined(name))
+            };
+        };
+        let users: Vec<String> = self
+            .all()
+            .iter()
+            .filter(|s| s.def.depends_on.iter().any(|d| d == name))
+            .map(|s| s.def.name.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(EngineError::Sql(SqlError::DependentObjects(format!(
+                "cannot drop segment {name}: segment {} is defined over it",
+                users.join(", ")
+            ))));
+        }
+        engine.set_extension(&format!("{KEY_PREFIX}{name}"), None)?;
+        self.segments.write().remove(name);
+        if let Some(space) = spaces.get(&seg.def.space) {
+            store::forget(engine, &space, name)?;
+        }
+        Ok(true)
+    }
+
+    /// Every stored version of segment `name`, oldest first.
+    pub fn history_of(&self, spaces: &Spaces, name: &str) -> Result<Vec<Version>> {
+        let (_, space) = self.with_space(spaces, name)?;
+        store::history(space.store(), &space, name)
+    }
+}
+
+fn not_ids(segment: &str, what: &str) -> EngineError {
+    EngineError::Sql(SqlError::Storage(
+        tessera_sql::storage::Error::SchemaMismatch(format!(
+            "the query of segment \"{segment}\" {what}; a segment's query returns the profile ids of its space in its first column"
+        )),
+    ))
+}
+
+/// The output of a segment statement: one row per segment it computed
+/// (`segment`, `size`, `version`, `seconds`), and its tag.
+pub fn report(tag: &str, changed: &[Arc<Segment>]) -> Result<tessera_sql::QueryOutput> {
+    use tessera_sql::datafusion::arrow::array::{
+        Float64Array, Int64Array, RecordBatch, StringArray,
+    };
+    use tessera_sql::datafusion::arrow::datatypes::{Field, Schema};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("segment", DataType::Utf8, false),
+        Field::new("size", DataType::Int64, false),
+        Field::new("version", DataType::Int64, false),
+        Field::new("seconds", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                changed.iter().map(|s| s.def.name.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                changed.iter().map(|s| s.latest.members.len() as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                changed.iter().map(|s| s.latest.number),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                changed.iter().map(|s| s.latest.seconds),
+            )),
+        ],
+    )?;
+    let (schema, batches) = if changed.is_empty() {
+        (Arc::new(Schema::empty()), Vec::new())
+    } else {
+        (schema, vec![batch])
+    };
+    Ok(tessera_sql::QueryOutput {
+        schema,
+        batches,
+        tag: tag.to_string(),
+    })
+}
