@@ -6,7 +6,7 @@
 //! 1. `CREATE SEGMENT name ON space AS …` is checked ([`Segments::create`]):
 //!    the space exists, the name is free, a set of segments names segments
 //!    of the same space and makes no cycle, a query returns profile ids.
-//! 2. Its members are computed ([`refresh`]): a query runs through the SQL
+//! 2. Its members are computed ([`Segments::refresh`]): a query runs through the SQL
 //!    layer and its first column becomes a [`RoaringBitmap`]; a set
 //!    combines the bitmaps of the segments it names.
 //! 3. The bitmap is stored, portable-serialised, as a new *version* in the
