@@ -62,8 +62,17 @@ LEFT JOIN (SELECT profile_id, most_recent(lower(trim(email)), ts) AS email
 LEFT JOIN (SELECT profile_id, round(sum(amount), 2) AS lifetime_value, max(ordered_at) AS last_order
            FROM orders GROUP BY profile_id) o ON o.profile_id = c.profile_id";
 
+/// Audiences over the unified profiles, kept as bitmaps of profile ids.
+pub const SEGMENTS: [&str; 3] = [
+    "CREATE OR REPLACE SEGMENT recent_buyers ON customers AS
+  SELECT profile_id FROM orders WHERE ordered_at > (SELECT max(ordered_at) FROM orders) - INTERVAL '30 days'",
+    "CREATE OR REPLACE SEGMENT high_value ON customers AS
+  SELECT profile_id FROM orders GROUP BY profile_id HAVING sum(amount) >= 1000",
+    "CREATE OR REPLACE SEGMENT win_back ON customers AS SEGMENT high_value AND NOT SEGMENT recent_buyers",
+];
+
 /// The questions the demo asks.
-pub const QUERIES: [(&str, &str); 6] = [
+pub const QUERIES: [(&str, &str); 8] = [
     (
         "How well the channels unified (records, profiles, completeness)",
         "SELECT records, profiles, round(merge_rate, 3) AS merge_rate, singletons, \
@@ -87,6 +96,15 @@ pub const QUERIES: [(&str, &str); 6] = [
          count(*) FILTER (WHERE customer_id IS NULL) AS guest_orders, \
          round(sum(amount) / count(DISTINCT profile_id), 2) AS revenue_per_customer \
          FROM orders WHERE profile_id IS NOT NULL",
+    ),
+    (
+        "Audiences: segments kept as bitmaps of profile ids",
+        "SELECT name, size, refresh, definition FROM segments ORDER BY name",
+    ),
+    (
+        "A win-back campaign: high value, no order in the last 30 days",
+        "SELECT segment_count('win_back') AS win_back, segment_count('high_value & recent_buyers') AS still_active, \
+         (SELECT round(avg(lifetime_value), 2) FROM customer_360 WHERE in_segment(profile_id, 'win_back')) AS avg_lifetime_value",
     ),
     (
         "Revenue per channel",
@@ -134,9 +152,13 @@ pub fn run(
         writeln!(out, "{}", print::table(o)).map_err(io)?;
     }
     db.execute(CUSTOMER_360)?;
+    for sql in SEGMENTS {
+        db.execute(sql)?;
+    }
     writeln!(
         out,
-        "({:.2?}; the 360° view is a view: see docs/identity.md)",
+        "({:.2?}; customer_360 is a view, and three segments were defined over the profiles: \
+         see docs/identity.md and docs/segments.md)",
         t.elapsed()
     )
     .map_err(io)?;
@@ -186,6 +208,7 @@ pub fn run(
         "\nNext, try:\n  tessera sql --db {d}                      # an interactive shell\n  \
          tessera sql --db {d} -c \"SELECT * FROM unify_explain('customers', 'email', '{email}')\"\n  \
          tessera sql --db {d} -c \"SELECT * FROM customer_360 WHERE profile_id = unify('phone', '{phone}')\"\n  \
+         tessera sql --db {d} -c \"COPY (SELECT * FROM customer_360 WHERE in_segment(profile_id, 'win_back')) TO 'win_back.csv' WITH (FORMAT csv, HEADER true)\"\n  \
          tessera sql --db {d} -c \"EXPLAIN SELECT count(*) FROM web_events WHERE event_type = 'purchase'\"\n  \
          tessera verify --db {d}\n  tessera compact --db {d}",
         d = dir.display()

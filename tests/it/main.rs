@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod identity;
+mod segment;
 mod sql;
 mod storage;

@@ -537,25 +537,9 @@ impl Segments {
         Ok(updated)
     }
 
-    /// The names of `names` and everything depending on them, dependencies
-    /// first.
+    /// `names`, dependencies first.
     fn in_dependency_order(&self, names: &[String]) -> Vec<String> {
-        let all = self.all();
-        let mut wanted: Vec<String> = names.to_vec();
-        // Add the segments that depend on wanted ones, until nothing changes.
-        loop {
-            let before = wanted.len();
-            for s in &all {
-                if !wanted.contains(&s.def.name)
-                    && s.def.depends_on.iter().any(|d| wanted.contains(d))
-                {
-                    wanted.push(s.def.name.clone());
-                }
-            }
-            if wanted.len() == before {
-                break;
-            }
-        }
+        let wanted: Vec<String> = names.to_vec();
         let mut order: Vec<String> = Vec::new();
         while order.len() < wanted.len() {
             let before = order.len();
