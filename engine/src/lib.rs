@@ -238,10 +238,11 @@ impl Database {
         use tessera_sql::parser::SegmentStatement as S;
         let (engine, spaces, segs) = (&self.inner.engine, &self.inner.spaces, &self.inner.segments);
         let (tag, changed) = match &stmt {
-            S::Create(c) => (
-                "CREATE SEGMENT",
-                vec![segs.create(engine, spaces, c).await?],
-            ),
+            S::Create(c) => {
+                let created = segs.create(engine, spaces, c).await?;
+                functions::provide_segments_table(engine, spaces, segs);
+                ("CREATE SEGMENT", vec![created])
+            }
             S::Alter(a) => ("ALTER SEGMENT", vec![segs.alter(engine, spaces, a).await?]),
             S::Drop(d) => {
                 segs.drop_segment(engine, spaces, &d.name, d.if_exists)

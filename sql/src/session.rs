@@ -450,8 +450,20 @@ impl SqlEngine {
     }
 
     /// Whether `storage_name` names a stored or provided table.
-    pub fn name_taken(&self, storage_name: &str) -> bool {
+    fn table_taken(&self, storage_name: &str) -> bool {
         self.store.table(storage_name).is_ok() || self.provided.lock().contains(storage_name)
+    }
+
+    /// Whether `storage_name` names a stored or provided table, or a view.
+    pub fn name_taken(&self, storage_name: &str) -> bool {
+        let is_view = storage_name.split_once('.').is_some_and(|(schema, name)| {
+            self.catalog
+                .lock()
+                .views
+                .iter()
+                .any(|v| v.schema == schema && v.name == name)
+        });
+        self.table_taken(storage_name) || is_view
     }
 
     /// Appends a batch (every column of the table but its generated ones,
@@ -565,7 +577,7 @@ impl SqlEngine {
             S::CreateView(v) => {
                 let name = resolve(&v.name)?;
                 self.require_schema(&name.schema)?;
-                if self.name_taken(&name.storage()) {
+                if self.table_taken(&name.storage()) {
                     return Err(SqlError::DuplicateTable(name.to_string()));
                 }
                 let exists = self
@@ -764,7 +776,7 @@ impl SqlEngine {
             .views
             .iter()
             .any(|v| v.schema == name.schema && v.name == name.name);
-        if self.name_taken(&name.storage()) || exists_view {
+        if self.table_taken(&name.storage()) || exists_view {
             if ct.if_not_exists {
                 return Ok(QueryOutput::command("CREATE TABLE"));
             }

@@ -53,10 +53,8 @@ pub fn register(engine: &SqlEngine, spaces: &Arc<Spaces>, segments: &Arc<Segment
         "segment_sample",
         Arc::new(segment::SegmentSample(cx.clone())),
     );
-    let name = format!("{}.segments", tessera_sql::DEFAULT_SCHEMA);
-    if !engine.name_taken(&name) {
-        // A user's own `segments` table keeps its name.
-        let _ = engine.provide_table(&name, Some(Arc::new(segment::SegmentsTable::new(cx))));
+    if !segments.all().is_empty() {
+        provide_segments_table(engine, spaces, segments);
     }
     ctx.register_udf(ScalarUDF::from(resolve::Unify::new(Arc::clone(spaces))));
     ctx.register_udf(ScalarUDF::from(resolve::UnifyCurrent::new(Arc::clone(
@@ -73,6 +71,17 @@ pub fn register(engine: &SqlEngine, spaces: &Arc<Spaces>, segments: &Arc<Segment
     ctx.register_udaf(AggregateUDF::from(golden::PickFunction::most_recent()));
     ctx.register_udaf(AggregateUDF::from(golden::MostFrequent::new()));
     ctx.register_udaf(AggregateUDF::from(golden::PickFunction::first_by_priority()));
+}
+
+/// Shows the `segments` table (once a database has segments, and unless a
+/// table of that name exists: a user's own `segments` keeps its name).
+pub fn provide_segments_table(engine: &SqlEngine, spaces: &Arc<Spaces>, segments: &Arc<Segments>) {
+    let name = format!("{}.segments", tessera_sql::DEFAULT_SCHEMA);
+    if !engine.name_taken(&name) {
+        let cx = segment::Context::new(Arc::clone(spaces), Arc::clone(segments));
+        // Registering in an existing schema cannot fail.
+        let _ = engine.provide_table(&name, Some(Arc::new(segment::SegmentsTable::new(cx))));
+    }
 }
 
 /// The table a table-function call returns. Its schema carries the call

@@ -85,9 +85,9 @@ pub struct Segment {
     pub def: SegmentDef,
     /// Its latest version (members as of that refresh).
     pub latest: Version,
-    /// The latest members mapped through the space's merges, and how many
-    /// merges that mapping saw.
-    mapped: Mutex<Option<(usize, Arc<RoaringBitmap>)>>,
+    /// The latest members mapped through the space's merges, for (which
+    /// space object, how many merges it had committed).
+    mapped: Mutex<Option<((usize, usize), Arc<RoaringBitmap>)>>,
     /// When it was last refreshed in this process (for `EVERY`).
     refreshed: Instant,
 }
@@ -105,15 +105,16 @@ impl Segment {
     /// The members now: the latest version mapped through the merges of
     /// `space` since.
     pub fn members(&self, space: &Space) -> Arc<RoaringBitmap> {
-        let merges = space.merges_committed();
+        // A re-run UNIFY replaces the space object: its merges are new.
+        let key = (std::ptr::from_ref(space) as usize, space.merges_committed());
         let mut m = self.mapped.lock();
         if let Some((seen, b)) = &*m
-            && *seen == merges
+            && *seen == key
         {
             return Arc::clone(b);
         }
         let mapped = Arc::new(as_current(space, &self.latest.members));
-        *m = Some((merges, Arc::clone(&mapped)));
+        *m = Some((key, Arc::clone(&mapped)));
         mapped
     }
 }
