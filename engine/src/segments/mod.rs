@@ -78,6 +78,10 @@ impl SegmentDef {
     }
 }
 
+/// What a mapping of members was computed for: (the space object's
+/// address, the merges it had committed).
+type MappedFor = (usize, usize);
+
 /// A segment at run time: its definition and latest version.
 #[derive(Debug)]
 pub struct Segment {
@@ -87,7 +91,7 @@ pub struct Segment {
     pub latest: Version,
     /// The latest members mapped through the space's merges, for (which
     /// space object, how many merges it had committed).
-    mapped: Mutex<Option<((usize, usize), Arc<RoaringBitmap>)>>,
+    mapped: Mutex<Option<(MappedFor, Arc<RoaringBitmap>)>>,
     /// When it was last refreshed in this process (for `EVERY`).
     refreshed: Instant,
 }
