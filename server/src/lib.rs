@@ -1,7 +1,8 @@
 //! # Tessera's server and command line
 //!
 //! The `tessera` binary (`src/main.rs`): `tessera sql` (an interactive shell
-//! or scripts), `tessera verify`, `tessera compact` and `tessera demo`, all on
+//! or scripts), `tessera verify`, `tessera compact`, `tessera gen`,
+//! `tessera export-segment` and `tessera demo`, all on
 //! top of [`tessera_engine::Database`] only. The PostgreSQL wire server
 //! (`tessera serve`) will live here too.
 //!
@@ -13,6 +14,7 @@
 //!    [`print::table`] or the error with its SQLSTATE.
 
 pub mod demo;
+pub mod export;
 pub mod print;
 pub mod shell;
 

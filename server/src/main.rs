@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tessera_engine::Database;
-use tessera_server::{demo, print, shell};
+use tessera_server::{demo, export, print, shell};
 
 /// Tessera: an embedded analytical database for customer data.
 #[derive(Debug, Parser)]
@@ -58,6 +58,25 @@ enum Command {
         /// Which files: csv, parquet or both.
         #[arg(long, default_value = "both", value_parser = ["csv", "parquet", "both"])]
         format: String,
+    },
+    /// Write a segment's members (or who entered and exited since a version)
+    /// to a CSV, NDJSON or Parquet file, for a marketing tool.
+    ExportSegment {
+        /// The segment.
+        name: String,
+        /// The database directory.
+        #[arg(long)]
+        db: PathBuf,
+        /// The file to write (its extension gives the format unless --format does).
+        #[arg(long)]
+        to: PathBuf,
+        /// Write only the profiles that entered or exited since this version
+        /// (0: since the beginning), with a `change` column.
+        #[arg(long)]
+        changes_since: Option<i64>,
+        /// csv, ndjson or parquet.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Create a database of sample customer data and query it.
     Demo {
@@ -187,6 +206,32 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             println!(
                 "load them: tessera sql --db DB -f {}",
                 dir.join("load.sql").display()
+            );
+        }
+        Command::ExportSegment {
+            name,
+            db,
+            to,
+            changes_since,
+            format,
+        } => {
+            let db = open(&db)?;
+            let started = std::time::Instant::now();
+            let done =
+                export::run(&db, &name, &to, changes_since, format.as_deref()).map_err(|e| {
+                    eprintln!("{}", print::error(&e));
+                    ExitCode::FAILURE
+                })?;
+            let what = match changes_since {
+                Some(v) => format!("changes since version {v}"),
+                None => "members".to_string(),
+            };
+            println!(
+                "exported {} {what} of segment {name} (version {}) to {} in {:.2} s",
+                done.rows,
+                done.version,
+                to.display(),
+                started.elapsed().as_secs_f64()
             );
         }
         Command::Demo { db, customers } => {

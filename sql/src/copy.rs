@@ -437,6 +437,72 @@ pub fn widen(
     Ok(out)
 }
 
+/// List columns (TEXT[]) as PostgreSQL writes arrays in CSV and text:
+/// `{a,"b c",NULL}` (elements quoted when they hold a delimiter, a quote,
+/// a backslash, white space or are empty; NULL unquoted).
+fn arrays_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::array::{AsArray, StringBuilder};
+    use arrow::datatypes::{DataType, Field};
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::List(_)))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        let DataType::List(_) = f.data_type() else {
+            fields.push(f.as_ref().clone());
+            cols.push(Arc::clone(c));
+            continue;
+        };
+        let list = c.as_list::<i32>();
+        let mut out = StringBuilder::new();
+        for i in 0..list.len() {
+            if list.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let items = arrow::compute::cast(&list.value(i), &DataType::Utf8)?;
+            let items = items.as_string::<i32>();
+            let mut text = String::from("{");
+            for j in 0..items.len() {
+                if j > 0 {
+                    text.push(',');
+                }
+                if items.is_null(j) {
+                    text.push_str("NULL");
+                    continue;
+                }
+                let v = items.value(j);
+                let plain = !v.is_empty()
+                    && !v.eq_ignore_ascii_case("null")
+                    && !v
+                        .chars()
+                        .any(|ch| matches!(ch, ',' | '"' | '\\' | '{' | '}') || ch.is_whitespace());
+                if plain {
+                    text.push_str(v);
+                } else {
+                    text.push('"');
+                    text.push_str(&v.replace('\\', "\\\\").replace('"', "\\\""));
+                    text.push('"');
+                }
+            }
+            text.push('}');
+            out.append_value(text);
+        }
+        fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
+        cols.push(Arc::new(out.finish()));
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        cols,
+    )?)
+}
+
 /// Writes batches to `path` (through a temporary file renamed into place).
 pub fn write(
     path: &Path,
@@ -462,7 +528,7 @@ pub fn write(
                 .with_null(opts.null.clone())
                 .build(std::io::BufWriter::new(file));
             for b in batches {
-                w.write(b).map_err(io)?;
+                w.write(&arrays_as_text(b)?).map_err(io)?;
                 rows += b.num_rows() as u64;
             }
         }

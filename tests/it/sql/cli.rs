@@ -96,3 +96,59 @@ fn explain_shows_pruned_segments_and_bitmap_indexes() {
         1
     );
 }
+
+#[test]
+fn export_segment_writes_members_and_changes() {
+    use tessera_server::export;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("db")).unwrap();
+    db.execute(
+        "CREATE TABLE crm (customer_id BIGINT NOT NULL, email TEXT, amount BIGINT);
+         INSERT INTO crm VALUES (1, 'a@x.fr', 10), (2, 'b@x.fr', 500), (3, 'c@x.fr', 900);
+         UNIFY people FROM crm (customer_id, email);
+         CREATE SEGMENT big ON people AS SELECT profile_id FROM crm WHERE amount > 100",
+    )
+    .unwrap();
+    let full = dir.path().join("big.csv");
+    let done = export::run(&db, "big", &full, None, None).unwrap();
+    assert_eq!(
+        done,
+        export::Exported {
+            rows: 2,
+            version: 1
+        }
+    );
+    let text = std::fs::read_to_string(&full).unwrap();
+    assert!(text.starts_with("profile_id,"), "{text}");
+    assert_eq!(text.lines().count(), 3, "{text}");
+    // Customer 1 spends; customer 3 is refunded: one enters, one exits.
+    db.execute("UPDATE crm SET amount = 1000 WHERE customer_id = 1; UPDATE crm SET amount = 0 WHERE customer_id = 3; REFRESH SEGMENT big")
+        .unwrap();
+    let delta = dir.path().join("big-delta.ndjson");
+    let done = export::run(&db, "big", &delta, Some(1), None).unwrap();
+    assert_eq!(
+        done,
+        export::Exported {
+            rows: 2,
+            version: 2
+        }
+    );
+    let text = std::fs::read_to_string(&delta).unwrap();
+    assert!(
+        text.contains("\"change\":\"entered\"") && text.contains("\"change\":\"exited\""),
+        "{text}"
+    );
+    let parquet = dir.path().join("big.out");
+    assert_eq!(
+        export::run(&db, "big", &parquet, None, Some("parquet"))
+            .unwrap()
+            .rows,
+        2
+    );
+    assert!(std::fs::read(&parquet).unwrap().starts_with(b"PAR1"));
+    // Bad input: an unknown segment, an unknown format.
+    let e = export::run(&db, "nope", &full, None, None).unwrap_err();
+    assert_eq!(e.sqlstate(), "42704");
+    let e = export::run(&db, "big", &dir.path().join("big.xlsx"), None, None).unwrap_err();
+    assert_eq!(e.sqlstate(), "22023");
+}
