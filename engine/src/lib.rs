@@ -333,6 +333,19 @@ impl Database {
         &self.inner.engine
     }
 
+    /// The size of a set expression over segments (`'high_value &
+    /// !recent_buyers | vip'`), computed on their bitmaps: what the SQL
+    /// function `segment_count` returns, without planning a query.
+    pub fn segment_count(&self, expr: &str) -> Result<u64> {
+        let e = segments::expr::parse(expr)?;
+        functions::segment::Context::new(
+            Arc::clone(&self.inner.spaces),
+            Arc::clone(&self.inner.segments),
+        )
+        .count(&e)
+        .map_err(|e| EngineError::Sql(SqlError::from(e)))
+    }
+
     /// The profile space whose profile table is `name` (`name` or
     /// `schema.name`).
     pub fn space(&self, name: &str) -> Option<Arc<space::Space>> {

@@ -115,7 +115,7 @@ impl Context {
 
     /// The size of a set expression; a plain intersection or union of two
     /// segments is counted without building the result.
-    fn count(&self, expr: &SetExpr) -> DfResult<u64> {
+    pub fn count(&self, expr: &SetExpr) -> DfResult<u64> {
         match expr {
             SetExpr::Name(n) => Ok(self.members(n)?.0.len()),
             SetExpr::And(a, b) | SetExpr::Or(a, b)
