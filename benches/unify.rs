@@ -21,13 +21,8 @@ use tessera_engine::engine_arrow::array::{
 };
 use tessera_engine::engine_arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
 
-/// The documented UNIFY of the four sources.
-const UNIFY: &str = "UNIFY customers
-  FROM crm_contacts (customer_id, email, phone),
-       orders (customer_id, email, phone),
-       web_events (device_id = anonymous_id, email = user_email),
-       support_tickets (email, phone)
-  WITH (phone.region = 'FR', customer_id.limit = 1, email.limit = 3)";
+/// The documented UNIFY of the generated tables.
+const UNIFY: &str = tessera_engine::datagen::UNIFY_EXAMPLE;
 
 fn persons() -> u64 {
     std::env::var("TESSERA_BENCH_PERSONS")

@@ -227,11 +227,20 @@ impl TableProvider for ProfileTable {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let batch = self.rows().map_err(crate::EngineError::into_datafusion)?;
-        let exec = MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            Arc::clone(&self.schema),
-            projection.cloned(),
-        )?;
-        Ok(exec)
+        memory_scan(batch, &self.schema, projection)
     }
+}
+
+/// The plan that scans one batch built when a query scans a table the
+/// engine computes (a space's tables, `segments`).
+pub fn memory_scan(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+    projection: Option<&Vec<usize>>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    Ok(MemorySourceConfig::try_new_exec(
+        &[vec![batch]],
+        Arc::clone(schema),
+        projection.cloned(),
+    )?)
 }

@@ -198,12 +198,14 @@ impl Space {
     /// The live profiles as of the last committed write.
     pub fn live_profiles(&self) -> roaring::RoaringBitmap {
         let s = self.survivors.read();
-        s.next
+        let live = s
+            .next
             .iter()
             .enumerate()
             .filter(|(i, p)| **p == *i as u64)
-            .filter_map(|(i, _)| u32::try_from(i).ok())
-            .collect()
+            .filter_map(|(i, _)| u32::try_from(i).ok());
+        // Ascending by construction.
+        roaring::RoaringBitmap::from_sorted_iter(live).unwrap_or_default()
     }
 
     /// The current profile of a stored profile id.

@@ -37,13 +37,8 @@ pub fn load(db: &Database, persons: u64) -> tessera_engine::Result<Vec<(&'static
     Ok(counts)
 }
 
-/// Unifies the channels into the `customers` profile space.
-pub const UNIFY: &str = "UNIFY customers
-  FROM crm_contacts (customer_id, email, phone),
-       orders (customer_id, email, phone),
-       web_events (device_id = anonymous_id, email = user_email),
-       support_tickets (email, phone)
-  WITH (phone.region = 'FR', customer_id.limit = 1, email.limit = 3)";
+/// The documented UNIFY of the generated tables.
+pub const UNIFY: &str = tessera_engine::datagen::UNIFY_EXAMPLE;
 
 /// The 360° view of a customer: an ordinary view over the unified tables.
 pub const CUSTOMER_360: &str = "CREATE OR REPLACE VIEW customer_360 AS

@@ -34,6 +34,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use tables::{Chunk, TABLES, schema};
+
+/// The documented `UNIFY` of the generated tables (docs/identity.md): what
+/// the demo, the quality test and the benchmarks run.
+pub const UNIFY_EXAMPLE: &str = "UNIFY customers
+  FROM crm_contacts (customer_id, email, phone),
+       orders (customer_id, email, phone),
+       web_events (device_id = anonymous_id, email = user_email),
+       support_tickets (email, phone)
+  WITH (phone.region = 'FR', customer_id.limit = 1, email.limit = 3)";
 pub use write::{Formats, Written, ddl, write_dataset};
 
 /// Rates of each kind of noise (probabilities per row or per person).

@@ -12,6 +12,31 @@
 //! | `first_by_priority(value, source, 'a,b,…')` | aggregate | the value of the highest-priority source |
 //! | `in_segment`, `segment_count`, `segment`, `segment_history`, `segment_changes`, `segment_overlap`, `segment_sample` | | see [`segment`] |
 
+/// `PartialEq`, `Eq` and `Hash` for a function that holds a database's
+/// state behind an `Arc` (`$field`): two are equal when they share it.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! udf_identity {
+    ($t:ident, $name:literal) => {
+        $crate::udf_identity!($t, $name, cx.segments);
+    };
+    ($t:ident, $name:literal, $($field:ident).+) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                std::sync::Arc::ptr_eq(&self.$($field).+, &other.$($field).+)
+            }
+        }
+
+        impl Eq for $t {}
+
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                $name.hash(state);
+            }
+        }
+    };
+}
+
 pub mod explain;
 pub mod golden;
 pub mod resolve;

@@ -13,7 +13,6 @@
 //! profile id belongs to now, following the merge lineage; for ids kept
 //! outside Tessera (an export, a marketing tool).
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use tessera_sql::datafusion::arrow::array::{Array, AsArray, Int64Array};
@@ -48,19 +47,7 @@ impl Unify {
     }
 }
 
-impl PartialEq for Unify {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.spaces, &other.spaces)
-    }
-}
-
-impl Eq for Unify {}
-
-impl Hash for Unify {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        "unify".hash(state);
-    }
-}
+crate::udf_identity!(Unify, "unify", spaces);
 
 impl ScalarUDFImpl for Unify {
     fn name(&self) -> &str {
@@ -160,19 +147,7 @@ impl UnifyCurrent {
     }
 }
 
-impl PartialEq for UnifyCurrent {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.spaces, &other.spaces)
-    }
-}
-
-impl Eq for UnifyCurrent {}
-
-impl Hash for UnifyCurrent {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        "unify_current".hash(state);
-    }
-}
+crate::udf_identity!(UnifyCurrent, "unify_current", spaces);
 
 impl ScalarUDFImpl for UnifyCurrent {
     fn name(&self) -> &str {

@@ -15,7 +15,6 @@
 //! refresh policy, size, version, last refresh and its duration, the
 //! segments it is defined over).
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -33,7 +32,6 @@ use tessera_sql::datafusion::catalog::{
 };
 use tessera_sql::datafusion::common::ScalarValue;
 use tessera_sql::datafusion::datasource::TableType;
-use tessera_sql::datafusion::datasource::memory::MemorySourceConfig;
 use tessera_sql::datafusion::error::Result as DfResult;
 use tessera_sql::datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -92,25 +90,64 @@ impl Context {
         let Some(space) = space else {
             return Ok(RoaringBitmap::new());
         };
-        let universe = expr.has_not().then(|| space.live_profiles());
-        self.eval(expr, &space, universe.as_ref())
+        let mut universe = None;
+        Ok((*self.eval(expr, &space, &mut universe)?).clone())
     }
 
+    /// Evaluates on the bitmaps without copying a segment's members;
+    /// `a & !b` is `a - b`, so the live profiles (`universe`, built on
+    /// first need) are only needed for a `!` elsewhere.
     fn eval(
         &self,
         e: &SetExpr,
         space: &Space,
-        universe: Option<&RoaringBitmap>,
-    ) -> DfResult<RoaringBitmap> {
+        universe: &mut Option<Arc<RoaringBitmap>>,
+    ) -> DfResult<Arc<RoaringBitmap>> {
         Ok(match e {
-            SetExpr::Name(n) => (*self.segment(n)?.0.members(space)).clone(),
-            SetExpr::Not(a) => {
-                let a = self.eval(a, space, universe)?;
-                universe.map_or_else(RoaringBitmap::new, |u| u - a)
+            SetExpr::Name(n) => self.segment(n)?.0.members(space),
+            SetExpr::And(a, b) => match (&**a, &**b) {
+                (x, SetExpr::Not(y)) | (SetExpr::Not(y), x) => {
+                    let (x, y) = (
+                        self.eval(x, space, universe)?,
+                        self.eval(y, space, universe)?,
+                    );
+                    Arc::new(&*x - &*y)
+                }
+                _ => {
+                    let (x, y) = (
+                        self.eval(a, space, universe)?,
+                        self.eval(b, space, universe)?,
+                    );
+                    Arc::new(&*x & &*y)
+                }
+            },
+            SetExpr::Or(a, b) => {
+                let (x, y) = (
+                    self.eval(a, space, universe)?,
+                    self.eval(b, space, universe)?,
+                );
+                Arc::new(&*x | &*y)
             }
-            SetExpr::And(a, b) => self.eval(a, space, universe)? & self.eval(b, space, universe)?,
-            SetExpr::Or(a, b) => self.eval(a, space, universe)? | self.eval(b, space, universe)?,
+            SetExpr::Not(a) => {
+                let x = self.eval(a, space, universe)?;
+                let u = Arc::clone(universe.get_or_insert_with(|| Arc::new(space.live_profiles())));
+                Arc::new(&*u - &*x)
+            }
         })
+    }
+
+    fn evaluate_len(&self, expr: &SetExpr) -> DfResult<u64> {
+        let Some(first) = expr.names().first().copied() else {
+            return Ok(0);
+        };
+        let (_, space) = self.segment(first)?;
+        for n in expr.names() {
+            if !Arc::ptr_eq(&self.segment(n)?.1, &space) {
+                return Ok(self.evaluate(expr)?.len());
+            }
+        }
+        let mut universe = None;
+        Ok(self.eval(expr, &space, &mut universe)?.len())
     }
 
     /// The size of a set expression; a plain intersection or union of two
@@ -134,7 +171,7 @@ impl Context {
                     x.union_len(&y)
                 })
             }
-            _ => Ok(self.evaluate(expr)?.len()),
+            _ => Ok(self.evaluate_len(expr)?),
         }
     }
 }
@@ -146,24 +183,6 @@ fn fold(name: &str) -> String {
         Some(q) => q.to_string(),
         None => t.to_lowercase(),
     }
-}
-
-macro_rules! udf_identity {
-    ($t:ident, $name:literal) => {
-        impl PartialEq for $t {
-            fn eq(&self, other: &Self) -> bool {
-                Arc::ptr_eq(&self.cx.segments, &other.cx.segments)
-            }
-        }
-
-        impl Eq for $t {}
-
-        impl Hash for $t {
-            fn hash<H: Hasher>(&self, state: &mut H) {
-                $name.hash(state);
-            }
-        }
-    };
 }
 
 /// `in_segment(profile_id, 'name')`.
@@ -183,7 +202,7 @@ impl InSegment {
     }
 }
 
-udf_identity!(InSegment, "in_segment");
+crate::udf_identity!(InSegment, "in_segment");
 
 impl ScalarUDFImpl for InSegment {
     fn name(&self) -> &str {
@@ -254,7 +273,7 @@ impl SegmentCount {
     }
 }
 
-udf_identity!(SegmentCount, "segment_count");
+crate::udf_identity!(SegmentCount, "segment_count");
 
 impl ScalarUDFImpl for SegmentCount {
     fn name(&self) -> &str {
@@ -666,11 +685,6 @@ impl TableProvider for SegmentsTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = self.rows()?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            Arc::clone(&self.schema),
-            projection.cloned(),
-        )?)
+        crate::profiles::memory_scan(self.rows()?, &self.schema, projection)
     }
 }

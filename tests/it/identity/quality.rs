@@ -45,13 +45,8 @@ type Source = (&'static str, &'static [(usize, &'static str)], &'static str);
 /// A record: (source index, row key, identifiers as (kind, raw text)).
 type Record = (usize, i64, Vec<(usize, String)>);
 
-/// The documented UNIFY of the four sources.
-const UNIFY: &str = "UNIFY customers
-  FROM crm_contacts (customer_id, email, phone),
-       orders (customer_id, email, phone),
-       web_events (device_id = anonymous_id, email = user_email),
-       support_tickets (email, phone)
-  WITH (phone.region = 'FR', customer_id.limit = 1, email.limit = 3)";
+/// The documented UNIFY of the generated tables.
+const UNIFY: &str = tessera_engine::datagen::UNIFY_EXAMPLE;
 
 /// The sources in UNIFY's order.
 const SOURCES: &[Source] = &[
