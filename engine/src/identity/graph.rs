@@ -44,8 +44,15 @@ use hashbrown::hash_map::HashMap;
 
 use super::normalize::{Normalizer, Region};
 
+mod delta;
+mod junk;
+
+use delta::Mark;
+pub use delta::{GraphDelta, NewNode};
+pub use junk::JunkDetector;
+
 /// Now, in microseconds since the Unix epoch.
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
@@ -176,131 +183,6 @@ pub struct IdentityGraph {
 const NO_FIRST: i64 = i64::MAX;
 /// "No time": the last-seen counterpart.
 const NO_LAST: i64 = i64::MIN;
-
-/// Where the last delta ended, and what changed in place since.
-#[derive(Debug, Clone, Default)]
-struct Mark {
-    nodes: usize,
-    merges: usize,
-    junk: usize,
-    dirty_nodes: Vec<u32>,
-    node_dirty: Vec<bool>,
-    dirty_profiles: Vec<ProfileId>,
-    profile_dirty: Vec<bool>,
-}
-
-impl Mark {
-    fn node(&mut self, n: u32) {
-        let i = n as usize;
-        if self.node_dirty.len() <= i {
-            self.node_dirty.resize(i + 1, false);
-        }
-        if !self.node_dirty[i] {
-            self.node_dirty[i] = true;
-            self.dirty_nodes.push(n);
-        }
-    }
-
-    fn profile(&mut self, p: ProfileId) {
-        let i = p as usize;
-        if self.profile_dirty.len() <= i {
-            self.profile_dirty.resize(i + 1, false);
-        }
-        if !self.profile_dirty[i] {
-            self.profile_dirty[i] = true;
-            self.dirty_profiles.push(p);
-        }
-    }
-}
-
-/// A value first seen in a delta: its kind, normalised value and the
-/// profile it joined (a new id starts a profile).
-pub type NewNode = (u8, String, ProfileId);
-
-/// Everything that changed in a graph between two points: replayed in
-/// order by [`IdentityGraph::apply_delta`], the deltas since the graph was
-/// empty rebuild it exactly. Chunks of one delta ([`GraphDelta::split`])
-/// replay like the whole.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GraphDelta {
-    /// New values, in creation order.
-    pub nodes: Vec<NewNode>,
-    /// New merges, in order.
-    pub merges: Vec<Merge>,
-    /// Values newly marked junk.
-    pub junk: Vec<(u8, String, JunkReason)>,
-    /// Values whose counters changed: (value index, records, first seen,
-    /// last seen, refused links), absolute.
-    pub node_stats: Vec<(u32, u32, i64, i64, u32)>,
-    /// Live profiles whose counters changed: (profile, records per source,
-    /// first seen, last seen), absolute.
-    pub profile_stats: Vec<(ProfileId, Vec<u64>, i64, i64)>,
-    /// The graph's counters after the delta (`None` in all but the last
-    /// chunk of a split delta).
-    pub stats: Option<GraphStats>,
-}
-
-impl GraphDelta {
-    /// Whether it changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-            && self.merges.is_empty()
-            && self.junk.is_empty()
-            && self.node_stats.is_empty()
-            && self.profile_stats.is_empty()
-            && self.stats.is_none()
-    }
-
-    /// Cuts the delta into chunks of at most `items` entries each that,
-    /// replayed in order, do what the whole does.
-    pub fn split(self, items: usize) -> Vec<GraphDelta> {
-        let items = items.max(1);
-        let mut out = Vec::new();
-        fn chunks<T>(v: Vec<T>, n: usize) -> Vec<Vec<T>> {
-            let mut out = Vec::new();
-            let mut it = v.into_iter().peekable();
-            while it.peek().is_some() {
-                out.push(it.by_ref().take(n).collect());
-            }
-            out
-        }
-        for nodes in chunks(self.nodes, items) {
-            out.push(GraphDelta {
-                nodes,
-                ..GraphDelta::default()
-            });
-        }
-        for merges in chunks(self.merges, items) {
-            out.push(GraphDelta {
-                merges,
-                ..GraphDelta::default()
-            });
-        }
-        for junk in chunks(self.junk, items) {
-            out.push(GraphDelta {
-                junk,
-                ..GraphDelta::default()
-            });
-        }
-        for node_stats in chunks(self.node_stats, items) {
-            out.push(GraphDelta {
-                node_stats,
-                ..GraphDelta::default()
-            });
-        }
-        for profile_stats in chunks(self.profile_stats, items) {
-            out.push(GraphDelta {
-                profile_stats,
-                ..GraphDelta::default()
-            });
-        }
-        out.push(GraphDelta {
-            stats: self.stats,
-            ..GraphDelta::default()
-        });
-        out
-    }
-}
 
 impl IdentityGraph {
     /// An empty graph whose records come from `sources` source tables.
@@ -725,149 +607,6 @@ impl IdentityGraph {
         }
     }
 
-    /// Everything that changed since the last call (or since the graph was
-    /// made), to be logged; see [`GraphDelta`].
-    pub fn take_delta(&mut self) -> GraphDelta {
-        self.stats.updated_at = Some(now_micros());
-        let mark = std::mem::take(&mut self.mark);
-        let nodes = (mark.nodes..self.parent.len())
-            .map(|n| {
-                let n32 = n as u32;
-                // The profile the value joined when it was first seen:
-                // replay attaches it there before this delta's merges.
-                (self.kinds[n], self.value(n32).to_string(), self.born[n])
-            })
-            .collect();
-        let merges = self.merges[mark.merges..].to_vec();
-        let junk = self.junk_log[mark.junk..].to_vec();
-        let mut dirty_nodes = mark.dirty_nodes;
-        dirty_nodes.sort_unstable();
-        let node_stats = dirty_nodes
-            .into_iter()
-            .map(|n| {
-                let i = n as usize;
-                (
-                    n,
-                    self.node_records[i],
-                    self.node_first[i],
-                    self.node_last[i],
-                    self.refused.get(&n).copied().unwrap_or(0),
-                )
-            })
-            .collect();
-        let mut dirty_profiles = mark.dirty_profiles;
-        dirty_profiles.sort_unstable();
-        let profile_stats = dirty_profiles
-            .into_iter()
-            .filter(|p| !self.retired.contains_key(p))
-            .map(|p| {
-                let i = p as usize;
-                let n = self.sources;
-                (
-                    p,
-                    self.prof_records[i * n..(i + 1) * n].to_vec(),
-                    self.prof_first[i],
-                    self.prof_last[i],
-                )
-            })
-            .collect();
-        self.mark = Mark {
-            nodes: self.parent.len(),
-            merges: self.merges.len(),
-            junk: self.junk_log.len(),
-            ..Mark::default()
-        };
-        GraphDelta {
-            nodes,
-            merges,
-            junk,
-            node_stats,
-            profile_stats,
-            stats: Some(self.stats.clone()),
-        }
-    }
-
-    /// Replays a delta taken from a graph of the same configuration.
-    pub fn apply_delta(&mut self, d: &GraphDelta) -> Result<(), String> {
-        for (k, v, p) in &d.nodes {
-            if usize::from(*k) >= self.config.kinds.len() {
-                return Err(format!("a value of unknown kind {k}"));
-            }
-            if self.lookup(*k, v).is_some() {
-                return Err(format!("the value {v:?} is logged twice"));
-            }
-            let next = self.roots.len() as ProfileId;
-            if *p == next {
-                self.new_profile(*k, v);
-            } else {
-                let root = usize::try_from(*p)
-                    .ok()
-                    .and_then(|i| self.roots.get(i).copied())
-                    .ok_or_else(|| format!("the value {v:?} joins unknown profile {p}"))?;
-                let root = self.find(root);
-                let node = self.insert(*k, v);
-                self.attach(node, root);
-            }
-        }
-        for m in &d.merges {
-            let root_of = |g: &Self, p: ProfileId| {
-                usize::try_from(p)
-                    .ok()
-                    .and_then(|i| g.roots.get(i).copied())
-                    .filter(|_| !g.retired.contains_key(&p))
-                    .ok_or_else(|| format!("a merge names profile {p}, which is not live"))
-            };
-            let (a, b) = (root_of(self, m.survivor)?, root_of(self, m.merged)?);
-            let (a, b) = (self.find(a), self.find(b));
-            if a == b {
-                return Err(format!(
-                    "profiles {} and {} are merged twice",
-                    m.survivor, m.merged
-                ));
-            }
-            let kind = u8::try_from(m.kind).map_err(|_| "a merge of unknown kind".to_string())?;
-            self.union(a, b, kind, &m.value, m.record);
-            if let Some(last) = self.merges.last_mut() {
-                last.at = m.at;
-            }
-        }
-        for (k, v, r) in &d.junk {
-            self.mark_junk(*k, v.clone(), *r);
-        }
-        for (n, records, first, last, refused) in &d.node_stats {
-            let i = *n as usize;
-            if i >= self.parent.len() {
-                return Err(format!("counters of unknown value {n}"));
-            }
-            self.node_records[i] = *records;
-            self.node_first[i] = *first;
-            self.node_last[i] = *last;
-            if *refused > 0 {
-                self.refused.insert(*n, *refused);
-            }
-        }
-        for (p, records, first, last) in &d.profile_stats {
-            let i = usize::try_from(*p).unwrap_or(usize::MAX);
-            if i >= self.prof_first.len() || records.len() != self.sources {
-                return Err(format!("counters of unknown profile {p}"));
-            }
-            self.prof_records[i * self.sources..(i + 1) * self.sources].copy_from_slice(records);
-            self.prof_first[i] = *first;
-            self.prof_last[i] = *last;
-        }
-        if let Some(s) = &d.stats {
-            self.stats = s.clone();
-        }
-        // What replay changed is logged already.
-        self.mark = Mark {
-            nodes: self.parent.len(),
-            merges: self.merges.len(),
-            junk: self.junk_log.len(),
-            ..Mark::default()
-        };
-        Ok(())
-    }
-
     /// A full run's first pass: counts, for every strong value, the distinct
     /// strong values of other kinds it appears with over `records`, and
     /// marks as junk those above `max_links`. Returns how many it marked.
@@ -979,68 +718,6 @@ pub struct IdentifierRow<'a> {
 
 fn seen(t: i64, none: i64) -> Option<i64> {
     (t != none).then_some(t)
-}
-
-/// Counts the distinct strong values each strong value appears with.
-#[derive(Debug, Default)]
-pub struct JunkDetector {
-    ids: HashMap<(u8, String), u32>,
-    pairs: Vec<(u32, u32)>,
-    /// Deduplicate the pairs when there are this many.
-    compact_at: usize,
-}
-
-impl JunkDetector {
-    /// Takes one record into account.
-    pub fn observe(&mut self, graph: &IdentityGraph, raw: &[(usize, &str)]) {
-        let vals: Vec<u32> = graph
-            .normalize(raw)
-            .into_iter()
-            .filter(|(k, _)| graph.config.kinds[usize::from(*k)].strong)
-            .map(|key| {
-                let n = self.ids.len() as u32;
-                *self.ids.entry(key).or_insert(n)
-            })
-            .collect();
-        for (i, a) in vals.iter().enumerate() {
-            for b in &vals[i + 1..] {
-                self.pairs.push((*a, *b));
-                self.pairs.push((*b, *a));
-            }
-        }
-        // Keep memory bounded by the distinct pairs (twice at most).
-        if self.pairs.len() > self.compact_at.max(1 << 24) {
-            self.pairs.sort_unstable();
-            self.pairs.dedup();
-            self.compact_at = 2 * self.pairs.len();
-        }
-    }
-
-    /// Marks the values linked to more than `max_links` others as junk in
-    /// `graph`; returns how many.
-    pub fn apply(mut self, graph: &mut IdentityGraph) -> usize {
-        let Some(max) = graph.config.max_links else {
-            return 0;
-        };
-        self.pairs.sort_unstable();
-        self.pairs.dedup();
-        let mut degree = vec![0u32; self.ids.len()];
-        for (a, _) in &self.pairs {
-            degree[*a as usize] += 1;
-        }
-        let mut found: Vec<((u8, String), u32)> = self
-            .ids
-            .into_iter()
-            .filter(|(_, n)| degree[*n as usize] > max)
-            .collect();
-        // In first-seen order, so the log is the same on every run.
-        found.sort_by_key(|(_, n)| *n);
-        let marked = found.len();
-        for ((k, v), _) in found {
-            graph.mark_junk(k, v, JunkReason::TooManyLinks);
-        }
-        marked
-    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use tessera_sql::datafusion::arrow::datatypes::{
 use tessera_sql::storage::{Mutation, Predicate, ScanOptions, Store, TableOptions, Value};
 
 use crate::error::{EngineError, Result};
+use crate::identity::graph::now_micros;
 use crate::space::{ReadOnlyHook, Space};
 
 /// One computation of a segment's members.
@@ -73,12 +74,6 @@ impl Version {
             writes_seen,
         }
     }
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// The storage name of a space's membership table.

@@ -1,0 +1,68 @@
+//! Junk detection for a full run: which strong values are seen with too
+//! many distinct strong values of other kinds.
+
+use hashbrown::hash_map::HashMap;
+
+use super::{IdentityGraph, JunkReason};
+
+/// Counts the distinct strong values each strong value appears with.
+#[derive(Debug, Default)]
+pub struct JunkDetector {
+    ids: HashMap<(u8, String), u32>,
+    pairs: Vec<(u32, u32)>,
+    /// Deduplicate the pairs when there are this many.
+    compact_at: usize,
+}
+
+impl JunkDetector {
+    /// Takes one record into account.
+    pub fn observe(&mut self, graph: &IdentityGraph, raw: &[(usize, &str)]) {
+        let vals: Vec<u32> = graph
+            .normalize(raw)
+            .into_iter()
+            .filter(|(k, _)| graph.config.kinds[usize::from(*k)].strong)
+            .map(|key| {
+                let n = self.ids.len() as u32;
+                *self.ids.entry(key).or_insert(n)
+            })
+            .collect();
+        for (i, a) in vals.iter().enumerate() {
+            for b in &vals[i + 1..] {
+                self.pairs.push((*a, *b));
+                self.pairs.push((*b, *a));
+            }
+        }
+        // Keep memory bounded by the distinct pairs (twice at most).
+        if self.pairs.len() > self.compact_at.max(1 << 24) {
+            self.pairs.sort_unstable();
+            self.pairs.dedup();
+            self.compact_at = 2 * self.pairs.len();
+        }
+    }
+
+    /// Marks the values linked to more than `max_links` others as junk in
+    /// `graph`; returns how many.
+    pub fn apply(mut self, graph: &mut IdentityGraph) -> usize {
+        let Some(max) = graph.config.max_links else {
+            return 0;
+        };
+        self.pairs.sort_unstable();
+        self.pairs.dedup();
+        let mut degree = vec![0u32; self.ids.len()];
+        for (a, _) in &self.pairs {
+            degree[*a as usize] += 1;
+        }
+        let mut found: Vec<((u8, String), u32)> = self
+            .ids
+            .into_iter()
+            .filter(|(_, n)| degree[*n as usize] > max)
+            .collect();
+        // In first-seen order, so the log is the same on every run.
+        found.sort_by_key(|(_, n)| *n);
+        let marked = found.len();
+        for ((k, v), _) in found {
+            graph.mark_junk(k, v, JunkReason::TooManyLinks);
+        }
+        marked
+    }
+}
