@@ -216,6 +216,33 @@ impl Database {
     /// the SQL layer.
     async fn run_async(&self, statement: tessera_sql::parser::Statement) -> Result<QueryOutput> {
         let out = match statement {
+            tessera_sql::parser::Statement::Compact(c) => {
+                // The graph logs first: their old rows are then purged by
+                // the storage compaction.
+                let table = match &c.table {
+                    Some(t) => Some(unify::storage_name(t)?),
+                    None => None,
+                };
+                self.inner.spaces.compact_logs(table.as_deref()).await?;
+                // `COMPACT customers` (a profile space) compacts its log's table.
+                let c = match table.as_deref().and_then(|t| self.inner.spaces.get(t)) {
+                    Some(space) => {
+                        let log = space::Space::log_table(&space.spec);
+                        let (schema, name) = log.split_once('.').unwrap_or(("public", &log));
+                        tessera_sql::parser::Compact {
+                            table: Some(tessera_sql::datafusion::sql::sqlparser::ast::ObjectName::from(vec![
+                                tessera_sql::datafusion::sql::sqlparser::ast::Ident::with_quote('"', schema),
+                                tessera_sql::datafusion::sql::sqlparser::ast::Ident::with_quote('"', name),
+                            ])),
+                        }
+                    }
+                    None => c,
+                };
+                self.inner
+                    .engine
+                    .run(tessera_sql::parser::Statement::Compact(c))
+                    .await?
+            }
             tessera_sql::parser::Statement::Unify(u) => self.unify(&u).await?,
             tessera_sql::parser::Statement::Segment(s) => self.segment(s).await?,
             other => self.inner.engine.run(other).await?,
@@ -320,6 +347,9 @@ impl Database {
 
     /// Compacts every table: merges small segments, purges deleted rows.
     pub fn compact(&self) -> Result<CompactionReport> {
+        self.inner
+            .runtime
+            .block_on(self.inner.spaces.compact_logs(None))?;
         Ok(self.inner.engine.store().compact()?)
     }
 

@@ -245,6 +245,24 @@ impl Space {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Rewrites the graph's log as one snapshot of the graph (as many rows
+    /// as its size needs), in one publication; returns the rows the log
+    /// had and has. Writes to the sources wait meanwhile.
+    pub async fn compact_log(&self) -> Result<(u64, u64)> {
+        let _token = self.writer_token().await;
+        let mut st = self.state()?;
+        let table = Space::log_table(&self.spec);
+        let mut load = self.store.bulk();
+        let snapshot = load.snapshot().table(&table)?;
+        let before = snapshot.row_count();
+        let rows = log_rows(st.graph.full_delta(), 0)?;
+        let target = load.replace(&table, log_schema(), &snapshot)?;
+        load.push(target, &rows)?;
+        load.publish()?;
+        st.next_seq = rows.num_rows() as i64;
+        Ok((before, rows.num_rows() as u64))
+    }
+
     /// The hook of source number `index`.
     pub fn hook(self: &Arc<Self>, index: usize) -> Result<Arc<SourceHook>> {
         let source = self.spec.sources.get(index).ok_or_else(|| {

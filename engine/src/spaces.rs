@@ -120,6 +120,21 @@ impl Spaces {
         self.spaces.write().remove(&space.spec.table(""));
     }
 
+    /// Compacts the graph log of every space (`COMPACT`), or of the space
+    /// whose log or profile table is `table`; returns how many logs.
+    pub async fn compact_logs(&self, table: Option<&str>) -> Result<usize> {
+        let mut n = 0;
+        for space in self.all() {
+            let mine = table
+                .is_none_or(|t| t == Space::log_table(&space.spec) || t == space.spec.table(""));
+            if mine {
+                space.compact_log().await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Runs `UNIFY` from scratch for `spec`: see the module documentation.
     pub async fn unify(&self, engine: &SqlEngine, spec: UnifySpec) -> Result<UnifyReport> {
         let started = Instant::now();

@@ -886,7 +886,7 @@ mod tests {
                 }
             }
             deltas.push(g.take_delta());
-            let mut replayed = IdentityGraph::new(cfg, 3);
+            let mut replayed = IdentityGraph::new(cfg.clone(), 3);
             for d in deltas {
                 // Split deltas replay like whole ones.
                 for chunk in d.split(7) {
@@ -894,6 +894,12 @@ mod tests {
                 }
             }
             assert_eq!(state(&g), state(&replayed), "seed {seed}");
+            // And one snapshot of the whole graph does too.
+            let mut from_snapshot = IdentityGraph::new(cfg.clone(), 3);
+            for chunk in g.full_delta().split(5) {
+                from_snapshot.apply_delta(&chunk).unwrap();
+            }
+            assert_eq!(state(&g), state(&from_snapshot), "seed {seed}: snapshot");
         }
     }
 }

@@ -81,6 +81,14 @@ impl GraphDelta {
     /// replayed in order, do what the whole does.
     pub fn split(self, items: usize) -> Vec<GraphDelta> {
         let items = items.max(1);
+        let total = self.nodes.len()
+            + self.merges.len()
+            + self.junk.len()
+            + self.node_stats.len()
+            + self.profile_stats.len();
+        if total <= items {
+            return vec![self];
+        }
         let mut out = Vec::new();
         fn chunks<T>(v: Vec<T>, n: usize) -> Vec<Vec<T>> {
             let mut out = Vec::new();
@@ -270,5 +278,53 @@ impl IdentityGraph {
             ..Mark::default()
         };
         Ok(())
+    }
+
+    /// The whole graph as one delta: replayed into an empty graph of the
+    /// same configuration, it rebuilds this one (a snapshot, to compact a
+    /// log of many deltas into one).
+    pub fn full_delta(&self) -> GraphDelta {
+        let nodes = (0..self.parent.len())
+            .map(|n| {
+                (
+                    self.kinds[n],
+                    self.value(n as u32).to_string(),
+                    self.born[n],
+                )
+            })
+            .collect();
+        let node_stats = (0..self.parent.len())
+            .map(|n| {
+                let n32 = n as u32;
+                (
+                    n32,
+                    self.node_records[n],
+                    self.node_first[n],
+                    self.node_last[n],
+                    self.refused.get(&n32).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        let profile_stats = self
+            .live_profile_ids()
+            .map(|p| {
+                let i = p as usize;
+                let n = self.sources;
+                (
+                    p,
+                    self.prof_records[i * n..(i + 1) * n].to_vec(),
+                    self.prof_first[i],
+                    self.prof_last[i],
+                )
+            })
+            .collect();
+        GraphDelta {
+            nodes,
+            merges: self.merges.clone(),
+            junk: self.junk_log.clone(),
+            node_stats,
+            profile_stats,
+            stats: Some(self.stats.clone()),
+        }
     }
 }
