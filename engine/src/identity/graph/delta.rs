@@ -43,6 +43,14 @@ impl Mark {
 /// profile it joined (a new id starts a profile).
 pub type NewNode = (u8, String, ProfileId);
 
+/// A value's counters: (value index, records, first seen, last seen,
+/// refused links).
+pub type NodeStat = (u32, u32, i64, i64, u32);
+
+/// A profile's counters: (profile, records per source, first seen, last
+/// seen).
+pub type ProfileStat = (ProfileId, Vec<u64>, i64, i64);
+
 /// Everything that changed in a graph between two points: replayed in
 /// order by [`IdentityGraph::apply_delta`], the deltas since the graph was
 /// empty rebuild it exactly. Chunks of one delta ([`GraphDelta::split`])
@@ -57,10 +65,10 @@ pub struct GraphDelta {
     pub junk: Vec<(u8, String, JunkReason)>,
     /// Values whose counters changed: (value index, records, first seen,
     /// last seen, refused links), absolute.
-    pub node_stats: Vec<(u32, u32, i64, i64, u32)>,
+    pub node_stats: Vec<NodeStat>,
     /// Live profiles whose counters changed: (profile, records per source,
     /// first seen, last seen), absolute.
-    pub profile_stats: Vec<(ProfileId, Vec<u64>, i64, i64)>,
+    pub profile_stats: Vec<ProfileStat>,
     /// The graph's counters after the delta (`None` in all but the last
     /// chunk of a split delta).
     pub stats: Option<GraphStats>,
@@ -154,34 +162,13 @@ impl IdentityGraph {
         let junk = self.junk_log[mark.junk..].to_vec();
         let mut dirty_nodes = mark.dirty_nodes;
         dirty_nodes.sort_unstable();
-        let node_stats = dirty_nodes
-            .into_iter()
-            .map(|n| {
-                let i = n as usize;
-                (
-                    n,
-                    self.node_records[i],
-                    self.node_first[i],
-                    self.node_last[i],
-                    self.refused.get(&n).copied().unwrap_or(0),
-                )
-            })
-            .collect();
+        let node_stats = dirty_nodes.into_iter().map(|n| self.node_stat(n)).collect();
         let mut dirty_profiles = mark.dirty_profiles;
         dirty_profiles.sort_unstable();
         let profile_stats = dirty_profiles
             .into_iter()
             .filter(|p| !self.retired.contains_key(p))
-            .map(|p| {
-                let i = p as usize;
-                let n = self.sources;
-                (
-                    p,
-                    self.prof_records[i * n..(i + 1) * n].to_vec(),
-                    self.prof_first[i],
-                    self.prof_last[i],
-                )
-            })
+            .map(|p| self.profile_stat(p))
             .collect();
         self.mark = Mark {
             nodes: self.parent.len(),
@@ -280,6 +267,30 @@ impl IdentityGraph {
         Ok(())
     }
 
+    /// A value's counters as a delta logs them.
+    fn node_stat(&self, n: u32) -> NodeStat {
+        let i = n as usize;
+        (
+            n,
+            self.node_records[i],
+            self.node_first[i],
+            self.node_last[i],
+            self.refused.get(&n).copied().unwrap_or(0),
+        )
+    }
+
+    /// A profile's counters as a delta logs them.
+    fn profile_stat(&self, p: ProfileId) -> ProfileStat {
+        let i = p as usize;
+        let n = self.sources;
+        (
+            p,
+            self.prof_records[i * n..(i + 1) * n].to_vec(),
+            self.prof_first[i],
+            self.prof_last[i],
+        )
+    }
+
     /// The whole graph as one delta: replayed into an empty graph of the
     /// same configuration, it rebuilds this one (a snapshot, to compact a
     /// log of many deltas into one).
@@ -293,30 +304,12 @@ impl IdentityGraph {
                 )
             })
             .collect();
-        let node_stats = (0..self.parent.len())
-            .map(|n| {
-                let n32 = n as u32;
-                (
-                    n32,
-                    self.node_records[n],
-                    self.node_first[n],
-                    self.node_last[n],
-                    self.refused.get(&n32).copied().unwrap_or(0),
-                )
-            })
+        let node_stats = (0..self.parent.len() as u32)
+            .map(|n| self.node_stat(n))
             .collect();
         let profile_stats = self
             .live_profile_ids()
-            .map(|p| {
-                let i = p as usize;
-                let n = self.sources;
-                (
-                    p,
-                    self.prof_records[i * n..(i + 1) * n].to_vec(),
-                    self.prof_first[i],
-                    self.prof_last[i],
-                )
-            })
+            .map(|p| self.profile_stat(p))
             .collect();
         GraphDelta {
             nodes,
