@@ -1,5 +1,6 @@
 //! The tables a profile space shows: `space` (one row per profile),
-//! `space_identifiers` and `space_merges`. They are read from the space's
+//! `space_identifiers`, `space_merges` and `space_junk` (the values
+//! excluded as identifying nobody, each with its reason). They are read from the space's
 //! graph when a query scans them, so they are always current; nothing of
 //! them is stored besides the graph's log.
 
@@ -32,14 +33,17 @@ pub enum ProfileTableKind {
     Identifiers,
     /// `space_merges`: the merge lineage.
     Merges,
+    /// `space_junk`: the values excluded as identifying nobody, and why.
+    Junk,
 }
 
 impl ProfileTableKind {
     /// Every kind, with the suffix of its table's name.
-    pub const ALL: [(ProfileTableKind, &'static str); 3] = [
+    pub const ALL: [(ProfileTableKind, &'static str); 4] = [
         (ProfileTableKind::Profiles, ""),
         (ProfileTableKind::Identifiers, "_identifiers"),
         (ProfileTableKind::Merges, "_merges"),
+        (ProfileTableKind::Junk, "_junk"),
     ];
 }
 
@@ -88,6 +92,11 @@ impl ProfileTable {
                 Field::new("last_seen", timestamp(), true),
                 Field::new("records", DataType::Int64, false),
             ],
+            ProfileTableKind::Junk => vec![
+                Field::new("kind", DataType::Utf8, false),
+                Field::new("value", DataType::Utf8, false),
+                Field::new("reason", DataType::Utf8, false),
+            ],
             ProfileTableKind::Merges => vec![
                 Field::new("merged_profile", DataType::Int64, false),
                 Field::new("surviving_profile", DataType::Int64, false),
@@ -112,6 +121,7 @@ impl ProfileTable {
             ProfileTableKind::Profiles => profiles(g),
             ProfileTableKind::Identifiers => identifiers(g),
             ProfileTableKind::Merges => merges(g),
+            ProfileTableKind::Junk => junk(g),
         };
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
@@ -182,6 +192,25 @@ fn identifiers(g: &IdentityGraph) -> Vec<ArrayRef> {
         Arc::new(Int64Array::from_iter_values(
             rows.iter().map(|r| r.records as i64),
         )),
+    ]
+}
+
+fn junk(g: &IdentityGraph) -> Vec<ArrayRef> {
+    use crate::identity::graph::JunkReason;
+    let j = g.junk();
+    vec![
+        Arc::new(StringArray::from_iter_values(
+            j.iter().map(|(k, _, _)| kind_name(g, *k)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            j.iter().map(|(_, v, _)| v.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(j.iter().map(
+            |(_, _, r)| match r {
+                JunkReason::Blocklist => "blocklist",
+                JunkReason::TooManyLinks => "linked to too many distinct identifiers (max_links)",
+            },
+        ))),
     ]
 }
 

@@ -164,7 +164,7 @@ impl UnifySpec {
             });
         }
         for s in &sources {
-            for suffix in ["", "_identifiers", "_merges"] {
+            for suffix in ["", "_identifiers", "_merges", "_junk"] {
                 if s.table == format!("{schema}.{name}{suffix}") {
                     return Err(EngineError::InvalidOption(format!(
                         "UNIFY {name} would write its table {name}{suffix} over the source \"{}\"; choose another name",
