@@ -71,11 +71,11 @@ impl Context {
         Ok((seg.members(&space), space))
     }
 
-    /// The members of a set expression and the space they belong to.
-    fn evaluate(&self, expr: &SetExpr) -> DfResult<RoaringBitmap> {
-        let names = expr.names();
+    /// The one space every segment of `expr` belongs to (`None`: it names
+    /// none).
+    fn space_of(&self, expr: &SetExpr) -> DfResult<Option<Arc<Space>>> {
         let mut space: Option<Arc<Space>> = None;
-        for n in &names {
+        for n in expr.names() {
             let (seg, s) = self.segment(n)?;
             if let Some(first) = &space
                 && !Arc::ptr_eq(first, &s)
@@ -87,92 +87,30 @@ impl Context {
             }
             space = Some(s);
         }
-        let Some(space) = space else {
-            return Ok(RoaringBitmap::new());
-        };
-        let mut universe = None;
-        Ok((*self.eval(expr, &space, &mut universe)?).clone())
-    }
-
-    /// Evaluates on the bitmaps without copying a segment's members;
-    /// `a & !b` is `a - b`, so the live profiles (`universe`, built on
-    /// first need) are only needed for a `!` elsewhere.
-    fn eval(
-        &self,
-        e: &SetExpr,
-        space: &Space,
-        universe: &mut Option<Arc<RoaringBitmap>>,
-    ) -> DfResult<Arc<RoaringBitmap>> {
-        Ok(match e {
-            SetExpr::Name(n) => self.segment(n)?.0.members(space),
-            SetExpr::And(a, b) => match (&**a, &**b) {
-                (x, SetExpr::Not(y)) | (SetExpr::Not(y), x) => {
-                    let (x, y) = (
-                        self.eval(x, space, universe)?,
-                        self.eval(y, space, universe)?,
-                    );
-                    Arc::new(&*x - &*y)
-                }
-                _ => {
-                    let (x, y) = (
-                        self.eval(a, space, universe)?,
-                        self.eval(b, space, universe)?,
-                    );
-                    Arc::new(&*x & &*y)
-                }
-            },
-            SetExpr::Or(a, b) => {
-                let (x, y) = (
-                    self.eval(a, space, universe)?,
-                    self.eval(b, space, universe)?,
-                );
-                Arc::new(&*x | &*y)
-            }
-            SetExpr::Not(a) => {
-                let x = self.eval(a, space, universe)?;
-                let u = Arc::clone(universe.get_or_insert_with(|| Arc::new(space.live_profiles())));
-                Arc::new(&*u - &*x)
-            }
-        })
-    }
-
-    fn evaluate_len(&self, expr: &SetExpr) -> DfResult<u64> {
-        let Some(first) = expr.names().first().copied() else {
-            return Ok(0);
-        };
-        let (_, space) = self.segment(first)?;
-        for n in expr.names() {
-            if !Arc::ptr_eq(&self.segment(n)?.1, &space) {
-                return Ok(self.evaluate(expr)?.len());
-            }
-        }
-        let mut universe = None;
-        Ok(self.eval(expr, &space, &mut universe)?.len())
+        Ok(space)
     }
 
     /// The size of a set expression; a plain intersection or union of two
     /// segments is counted without building the result.
     pub fn count(&self, expr: &SetExpr) -> DfResult<u64> {
-        match expr {
-            SetExpr::Name(n) => Ok(self.members(n)?.0.len()),
-            SetExpr::And(a, b) | SetExpr::Or(a, b)
-                if matches!((&**a, &**b), (SetExpr::Name(_), SetExpr::Name(_))) =>
-            {
-                let (SetExpr::Name(x), SetExpr::Name(y)) = (&**a, &**b) else {
-                    return Ok(self.evaluate(expr)?.len());
-                };
-                let ((x, sx), (y, sy)) = (self.members(x)?, self.members(y)?);
-                if !Arc::ptr_eq(&sx, &sy) {
-                    return Ok(self.evaluate(expr)?.len());
-                }
-                Ok(if matches!(expr, SetExpr::And(..)) {
-                    x.intersection_len(&y)
-                } else {
-                    x.union_len(&y)
-                })
-            }
-            _ => Ok(self.evaluate_len(expr)?),
+        let Some(space) = self.space_of(expr)? else {
+            return Ok(0);
+        };
+        if let SetExpr::And(a, b) | SetExpr::Or(a, b) = expr
+            && let (SetExpr::Name(x), SetExpr::Name(y)) = (&**a, &**b)
+        {
+            let (x, y) = (self.members(x)?.0, self.members(y)?.0);
+            return Ok(if matches!(expr, SetExpr::And(..)) {
+                x.intersection_len(&y)
+            } else {
+                x.union_len(&y)
+            });
         }
+        let members = self
+            .segments
+            .members_of(&space, expr)
+            .map_err(EngineError::into_datafusion)?;
+        Ok(members.len())
     }
 }
 

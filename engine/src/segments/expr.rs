@@ -10,7 +10,7 @@
 //! `!a` is every live profile of the space that is not in `a`. A name is
 //! folded to lower case unless quoted, as in SQL.
 
-use tessera_sql::parser::{SegmentBody, Statement};
+use tessera_sql::parser::{SegmentBody, SegmentSet, Statement};
 
 use super::SegmentDef;
 use crate::error::{EngineError, Result};
@@ -48,6 +48,30 @@ impl SetExpr {
             SetExpr::Name(_) => false,
             SetExpr::Not(_) => true,
             SetExpr::And(a, b) | SetExpr::Or(a, b) => a.has_not() || b.has_not(),
+        }
+    }
+}
+
+impl From<&SegmentSet> for SetExpr {
+    /// A statement's set of segments, in the expression language:
+    /// `a AND NOT b` is `a & !b`.
+    fn from(set: &SegmentSet) -> Self {
+        let pair =
+            |a: &SegmentSet, b: &SegmentSet| (Box::new(Self::from(a)), Box::new(Self::from(b)));
+        match set {
+            SegmentSet::Segment(n) => SetExpr::Name(n.clone()),
+            SegmentSet::And(a, b) => {
+                let (a, b) = pair(a, b);
+                SetExpr::And(a, b)
+            }
+            SegmentSet::Or(a, b) => {
+                let (a, b) = pair(a, b);
+                SetExpr::Or(a, b)
+            }
+            SegmentSet::AndNot(a, b) => {
+                let (a, b) = pair(a, b);
+                SetExpr::And(a, Box::new(SetExpr::Not(b)))
+            }
         }
     }
 }

@@ -35,12 +35,13 @@ use tessera_sql::datafusion::arrow::array::{Array, AsArray};
 use tessera_sql::datafusion::arrow::compute::cast;
 use tessera_sql::datafusion::arrow::datatypes::{DataType, Int64Type};
 use tessera_sql::parser::{
-    AlterSegment, AlterSegmentChange, CreateSegment, RefreshPolicy, SegmentBody, SegmentSet,
+    AlterSegment, AlterSegmentChange, CreateSegment, RefreshPolicy, SegmentBody,
 };
 
 use crate::error::{EngineError, Result};
 use crate::space::Space;
 use crate::spaces::Spaces;
+use expr::SetExpr;
 pub use store::Version;
 
 /// Prefix of the catalog keys of segment definitions.
@@ -434,7 +435,7 @@ impl Segments {
         body: &SegmentBody,
     ) -> Result<RoaringBitmap> {
         match body {
-            SegmentBody::Set(set) => self.evaluate(space, set),
+            SegmentBody::Set(set) => Ok((*self.members_of(space, &SetExpr::from(set))?).clone()),
             SegmentBody::Query(q) => {
                 let stmt = tessera_sql::parser::Statement::Sql(Box::new(
                     tessera_sql::datafusion::sql::sqlparser::ast::Statement::Query(q.clone()),
@@ -497,16 +498,49 @@ impl Segments {
         }
     }
 
-    /// The members of a set of segments, from their current members.
-    pub fn evaluate(&self, space: &Space, set: &SegmentSet) -> Result<RoaringBitmap> {
-        Ok(match set {
-            SegmentSet::Segment(n) => {
-                let s = self.get(n).ok_or_else(|| undefined(n))?;
-                (*s.members(space)).clone()
+    /// The members of a set expression over segments of `space`, from
+    /// their current members, without copying a segment's bitmap; `a & !b`
+    /// is `a - b`, so the live profiles are built only for a `!` elsewhere.
+    pub fn members_of(&self, space: &Space, e: &SetExpr) -> Result<Arc<RoaringBitmap>> {
+        self.eval(space, e, &mut None)
+    }
+
+    fn eval(
+        &self,
+        space: &Space,
+        e: &SetExpr,
+        universe: &mut Option<Arc<RoaringBitmap>>,
+    ) -> Result<Arc<RoaringBitmap>> {
+        Ok(match e {
+            SetExpr::Name(n) => self.get(n).ok_or_else(|| undefined(n))?.members(space),
+            SetExpr::And(a, b) => match (&**a, &**b) {
+                (x, SetExpr::Not(y)) | (SetExpr::Not(y), x) => {
+                    let (x, y) = (
+                        self.eval(space, x, universe)?,
+                        self.eval(space, y, universe)?,
+                    );
+                    Arc::new(&*x - &*y)
+                }
+                _ => {
+                    let (x, y) = (
+                        self.eval(space, a, universe)?,
+                        self.eval(space, b, universe)?,
+                    );
+                    Arc::new(&*x & &*y)
+                }
+            },
+            SetExpr::Or(a, b) => {
+                let (x, y) = (
+                    self.eval(space, a, universe)?,
+                    self.eval(space, b, universe)?,
+                );
+                Arc::new(&*x | &*y)
             }
-            SegmentSet::And(a, b) => self.evaluate(space, a)? & self.evaluate(space, b)?,
-            SegmentSet::Or(a, b) => self.evaluate(space, a)? | self.evaluate(space, b)?,
-            SegmentSet::AndNot(a, b) => self.evaluate(space, a)? - self.evaluate(space, b)?,
+            SetExpr::Not(a) => {
+                let x = self.eval(space, a, universe)?;
+                let u = Arc::clone(universe.get_or_insert_with(|| Arc::new(space.live_profiles())));
+                Arc::new(&*u - &*x)
+            }
         })
     }
 
