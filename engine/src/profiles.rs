@@ -238,10 +238,34 @@ fn merges(g: &IdentityGraph) -> Vec<ArrayRef> {
     ]
 }
 
-#[async_trait]
-impl TableProvider for ProfileTable {
-    fn schema(&self) -> SchemaRef {
+/// A table the engine computes when a query scans it (a space's tables,
+/// `segments`): its columns and its rows as of now.
+pub trait ComputedRows: std::fmt::Debug + Send + Sync + 'static {
+    /// The columns.
+    fn columns(&self) -> SchemaRef;
+    /// The rows, as of now.
+    fn compute(&self) -> DfResult<RecordBatch>;
+}
+
+impl ComputedRows for ProfileTable {
+    fn columns(&self) -> SchemaRef {
         Arc::clone(&self.schema)
+    }
+
+    fn compute(&self) -> DfResult<RecordBatch> {
+        self.rows().map_err(crate::EngineError::into_datafusion)
+    }
+}
+
+/// A [`ComputedRows`] as DataFusion sees it: a view whose one batch is
+/// built when a query scans it.
+#[derive(Debug)]
+pub struct Computed<T>(pub T);
+
+#[async_trait]
+impl<T: ComputedRows> TableProvider for Computed<T> {
+    fn schema(&self) -> SchemaRef {
+        self.0.columns()
     }
 
     fn table_type(&self) -> TableType {
@@ -255,21 +279,10 @@ impl TableProvider for ProfileTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = self.rows().map_err(crate::EngineError::into_datafusion)?;
-        memory_scan(batch, &self.schema, projection)
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![self.0.compute()?]],
+            self.0.columns(),
+            projection.cloned(),
+        )?)
     }
-}
-
-/// The plan that scans one batch built when a query scans a table the
-/// engine computes (a space's tables, `segments`).
-pub fn memory_scan(
-    batch: RecordBatch,
-    schema: &SchemaRef,
-    projection: Option<&Vec<usize>>,
-) -> DfResult<Arc<dyn ExecutionPlan>> {
-    Ok(MemorySourceConfig::try_new_exec(
-        &[vec![batch]],
-        Arc::clone(schema),
-        projection.cloned(),
-    )?)
 }

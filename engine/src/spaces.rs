@@ -27,7 +27,7 @@ use tessera_sql::storage::TableOptions;
 use tessera_sql::{SqlEngine, SqlError};
 
 use crate::error::{EngineError, Result};
-use crate::profiles::{ProfileTable, ProfileTableKind};
+use crate::profiles::{Computed, ProfileTable, ProfileTableKind};
 use crate::space::{ReadOnlyHook, Space, log_rows, log_schema};
 use crate::unify::{PROFILE_ID, UnifyReport, UnifySpec, report, resolve_all};
 
@@ -104,7 +104,10 @@ impl Spaces {
         for (kind, suffix) in ProfileTableKind::ALL {
             engine.provide_table(
                 &space.spec.table(suffix),
-                Some(Arc::new(ProfileTable::new(Arc::clone(space), kind))),
+                Some(Arc::new(Computed(ProfileTable::new(
+                    Arc::clone(space),
+                    kind,
+                )))),
             )?;
         }
         self.spaces

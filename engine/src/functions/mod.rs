@@ -105,7 +105,12 @@ pub fn provide_segments_table(engine: &SqlEngine, spaces: &Arc<Spaces>, segments
     if !engine.name_taken(&name) {
         let cx = segment::Context::new(Arc::clone(spaces), Arc::clone(segments));
         // Registering in an existing schema cannot fail.
-        let _ = engine.provide_table(&name, Some(Arc::new(segment::SegmentsTable::new(cx))));
+        let _ = engine.provide_table(
+            &name,
+            Some(Arc::new(crate::profiles::Computed(
+                segment::SegmentsTable::new(cx),
+            ))),
+        );
     }
 }
 

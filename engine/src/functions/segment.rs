@@ -17,7 +17,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use roaring::RoaringBitmap;
 use tessera_sql::datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListBuilder, RecordBatch,
@@ -27,16 +26,12 @@ use tessera_sql::datafusion::arrow::compute::{cast, filter_record_batch};
 use tessera_sql::datafusion::arrow::datatypes::{
     DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit,
 };
-use tessera_sql::datafusion::catalog::{
-    Session, TableFunctionArgs, TableFunctionImpl, TableProvider,
-};
+use tessera_sql::datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use tessera_sql::datafusion::common::ScalarValue;
-use tessera_sql::datafusion::datasource::TableType;
 use tessera_sql::datafusion::error::Result as DfResult;
 use tessera_sql::datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use tessera_sql::datafusion::physical_plan::ExecutionPlan;
 
 use super::{invalid, literal_text};
 use crate::EngineError;
@@ -606,23 +601,12 @@ impl SegmentsTable {
     }
 }
 
-#[async_trait]
-impl TableProvider for SegmentsTable {
-    fn schema(&self) -> SchemaRef {
+impl crate::profiles::ComputedRows for SegmentsTable {
+    fn columns(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        crate::profiles::memory_scan(self.rows()?, &self.schema, projection)
+    fn compute(&self) -> DfResult<RecordBatch> {
+        self.rows()
     }
 }
