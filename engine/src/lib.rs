@@ -104,7 +104,25 @@ struct Inner {
     segments: Arc<segments::Segments>,
 }
 
+/// A handle that does not keep a [`Database`] open (for functions
+/// registered inside the database itself, which would otherwise keep it
+/// alive forever).
+#[derive(Debug, Clone)]
+pub struct WeakDatabase(std::sync::Weak<Inner>);
+
+impl WeakDatabase {
+    /// The database, if it is still open.
+    pub fn upgrade(&self) -> Option<Database> {
+        self.0.upgrade().map(|inner| Database { inner })
+    }
+}
+
 impl Database {
+    /// A handle that does not keep the database open.
+    pub fn downgrade(&self) -> WeakDatabase {
+        WeakDatabase(Arc::downgrade(&self.inner))
+    }
+
     /// Opens (or creates) the database in directory `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Database> {
         Self::open_with(path, EngineOptions::default())
@@ -149,6 +167,12 @@ impl Database {
                 segments,
             }),
         })
+    }
+
+    /// The database's Tokio runtime: async callers (the wire server) run
+    /// their tasks on it.
+    pub fn runtime(&self) -> tokio::runtime::Handle {
+        self.inner.runtime.handle().clone()
     }
 
     /// Runs SQL (one or more statements) and returns the rows of the last.
@@ -213,8 +237,11 @@ impl Database {
     }
 
     /// Runs one statement: the engine's own (UNIFY, …) here, the rest in
-    /// the SQL layer.
-    async fn run_async(&self, statement: tessera_sql::parser::Statement) -> Result<QueryOutput> {
+    /// the SQL layer. For async callers (the wire server).
+    pub async fn run_async(
+        &self,
+        statement: tessera_sql::parser::Statement,
+    ) -> Result<QueryOutput> {
         let out = match statement {
             tessera_sql::parser::Statement::Compact(c) => {
                 // The graph logs first: their old rows are then purged by
@@ -247,6 +274,19 @@ impl Database {
             tessera_sql::parser::Statement::Segment(s) => self.segment(s).await?,
             other => self.inner.engine.run(other).await?,
         };
+        self.after_statement().await?;
+        Ok(out)
+    }
+
+    /// `COPY table FROM STDIN` once a client has sent its data (spooled to
+    /// the file `spool`): loads it atomically, then refreshes the segments
+    /// that follow the table, as after any write.
+    pub async fn copy_from_spool(
+        &self,
+        statement: tessera_sql::datafusion::sql::sqlparser::ast::Statement,
+        spool: &Path,
+    ) -> Result<QueryOutput> {
+        let out = self.inner.engine.copy_from_spool(statement, spool).await?;
         self.after_statement().await?;
         Ok(out)
     }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tessera_engine::Database;
-use tessera_server::{demo, export, print, shell};
+use tessera_server::{demo, export, print, serve, shell};
 
 /// Tessera: an embedded analytical database for customer data.
 #[derive(Debug, Parser)]
@@ -77,6 +77,46 @@ enum Command {
         /// csv, ndjson or parquet.
         #[arg(long)]
         format: Option<String>,
+    },
+    /// Serve the database over the PostgreSQL wire protocol (psql, BI
+    /// tools, drivers). On a database without roles, creates the superuser
+    /// (password from TESSERA_PASSWORD, or generated and printed once).
+    Serve {
+        /// The database directory (created if missing).
+        #[arg(long)]
+        db: PathBuf,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// A TOML file with these settings (flags win over it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// TLS certificate chain (PEM).
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        /// Refuse connections without TLS.
+        #[arg(long)]
+        require_tls: bool,
+        /// Connections served at once.
+        #[arg(long)]
+        max_connections: Option<usize>,
+        /// Default statement timeout in milliseconds (0: none).
+        #[arg(long)]
+        statement_timeout_ms: Option<u64>,
+        /// A directory where superusers' server-side COPY may read and write
+        /// (repeatable); none by default.
+        #[arg(long = "copy-dir")]
+        copy_dirs: Vec<PathBuf>,
+        /// Name of the superuser created on a database without roles.
+        #[arg(long)]
+        admin_user: Option<String>,
+        /// Query memory limit in MiB; a query past it fails with SQLSTATE
+        /// 53200 and the server stays up.
+        #[arg(long)]
+        memory_limit_mb: Option<usize>,
     },
     /// Create a database of sample customer data and query it.
     Demo {
@@ -233,6 +273,42 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 to.display(),
                 started.elapsed().as_secs_f64()
             );
+        }
+        Command::Serve {
+            db,
+            listen,
+            config,
+            tls_cert,
+            tls_key,
+            require_tls,
+            max_connections,
+            statement_timeout_ms,
+            copy_dirs,
+            admin_user,
+            memory_limit_mb,
+        } => {
+            let mut file = match &config {
+                Some(path) => serve::FileConfig::read(path).map_err(|e| {
+                    eprintln!("ERROR:  {e}");
+                    ExitCode::FAILURE
+                })?,
+                None => serve::FileConfig::default(),
+            };
+            file.merge(serve::FileConfig {
+                listen,
+                tls_cert,
+                tls_key,
+                require_tls: require_tls.then_some(true),
+                max_connections,
+                statement_timeout_ms,
+                copy_dirs: (!copy_dirs.is_empty()).then_some(copy_dirs),
+                admin_user,
+                memory_limit_mb,
+            });
+            serve::run(&db, file).map_err(|e| {
+                eprintln!("ERROR:  {e}");
+                ExitCode::FAILURE
+            })?;
         }
         Command::Demo { db, customers } => {
             demo::run(&db, customers, &mut out).map_err(|e| {

@@ -440,7 +440,7 @@ pub fn widen(
 /// List columns (TEXT[]) as PostgreSQL writes arrays in CSV and text:
 /// `{a,"b c",NULL}` (elements quoted when they hold a delimiter, a quote,
 /// a backslash, white space or are empty; NULL unquoted).
-fn arrays_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
+pub fn arrays_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
     use arrow::array::{AsArray, StringBuilder};
     use arrow::datatypes::{DataType, Field};
     if !batch

@@ -38,5 +38,7 @@ pub mod types;
 pub use datafusion;
 pub use error::{Result, SqlError};
 pub use provider::TesseraTable;
-pub use session::{CATALOG, DEFAULT_SCHEMA, EngineOptions, QueryOutput, QueryStream, SqlEngine};
+pub use session::{
+    CATALOG, DEFAULT_SCHEMA, EngineOptions, QueryOutput, QueryStream, SqlEngine, copy_source_query,
+};
 pub use tessera_storage as storage;

@@ -105,6 +105,15 @@ impl std::fmt::Debug for QueryStream {
 }
 
 impl QueryStream {
+    /// A stream over batches already computed.
+    pub fn from_batches(schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
+        Self::from_output(QueryOutput {
+            schema,
+            batches,
+            tag: "SELECT".into(),
+        })
+    }
+
     fn from_output(out: QueryOutput) -> Self {
         let schema = Arc::clone(&out.schema);
         let batches = out.batches.into_iter().map(Ok);
@@ -283,18 +292,75 @@ impl SqlEngine {
     pub async fn run_stream(&self, stmt: Statement) -> Result<QueryStream> {
         match stmt {
             Statement::Sql(s) if matches!(*s, ast::Statement::Query(_)) => {
-                let state = self.ctx.state();
-                let plan = state.statement_to_plan(DFStatement::Statement(s)).await?;
-                let df = self.ctx.execute_logical_plan(plan).await?;
-                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-                let stream = df.execute_stream().await?;
-                Ok(QueryStream {
-                    schema,
-                    stream,
-                    tag: "SELECT".into(),
-                })
+                let plan = self.plan_in(&self.ctx, *s).await?;
+                self.stream_plan(&self.ctx, plan).await
             }
             other => Ok(QueryStream::from_output(self.run(other).await?)),
+        }
+    }
+
+    /// A session of its own over this engine's catalog, tables and
+    /// functions (a connection's): settings changed in it (default schema,
+    /// time zone) stay in it, while tables and views created anywhere are
+    /// seen by all.
+    pub fn new_session(&self) -> SessionContext {
+        SessionContext::new_with_state(self.ctx.state())
+    }
+
+    /// Plans a query (or `EXPLAIN`) in `ctx`, a session from
+    /// [`SqlEngine::new_session`]; `$n` placeholders stay in the plan.
+    pub async fn plan_in(
+        &self,
+        ctx: &SessionContext,
+        stmt: ast::Statement,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let state = ctx.state();
+        Ok(state
+            .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
+            .await?)
+    }
+
+    /// Runs a plan from [`SqlEngine::plan_in`] (its placeholders filled),
+    /// streaming its rows.
+    pub async fn stream_plan(
+        &self,
+        ctx: &SessionContext,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<QueryStream> {
+        let df = ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await?;
+        Ok(QueryStream {
+            schema,
+            stream,
+            tag: "SELECT".into(),
+        })
+    }
+
+    /// `COPY table FROM STDIN`: loads the rows a client sent, spooled to
+    /// the file `spool`, with the statement's options (text format unless
+    /// it says otherwise), atomically like any `COPY`.
+    pub async fn copy_from_spool(
+        &self,
+        stmt: ast::Statement,
+        spool: &std::path::Path,
+    ) -> Result<QueryOutput> {
+        match stmt {
+            ast::Statement::Copy {
+                source,
+                to: false,
+                target: ast::CopyTarget::Stdin,
+                options,
+                legacy_options,
+                ..
+            } => {
+                let target = ast::CopyTarget::File {
+                    filename: spool.display().to_string(),
+                };
+                self.copy(source, false, target, &options, &legacy_options)
+                    .await
+            }
+            other => Err(SqlError::Syntax(format!("not a COPY FROM STDIN: {other}"))),
         }
     }
 
@@ -869,29 +935,7 @@ impl SqlEngine {
         };
         let opts = copy::CopyOptions::parse(options, legacy, &path)?;
         if to {
-            let query = match source {
-                ast::CopySource::Query(q) => ast::Statement::Query(q),
-                ast::CopySource::Table {
-                    table_name,
-                    columns,
-                } => {
-                    let cols = if columns.is_empty() {
-                        "*".to_string()
-                    } else {
-                        columns
-                            .iter()
-                            .map(|c| format!("\"{}\"", ident(c)))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    let name = resolve(&table_name)?;
-                    let sql = format!("SELECT {cols} FROM \"{}\".\"{}\"", name.schema, name.name);
-                    match parser::parse(&sql)?.pop() {
-                        Some(Statement::Sql(s)) => *s,
-                        _ => return Err(SqlError::Syntax(sql)),
-                    }
-                }
-            };
+            let query = copy_source_query(source, true)?;
             let out = self.datafusion(query).await?;
             let n = copy::write(&path, &opts, &out.schema, &out.batches)?;
             return Ok(QueryOutput::command(format!("COPY {n}")));
@@ -1004,6 +1048,40 @@ impl SqlEngine {
 }
 
 /// The command tag of a statement run by DataFusion.
+/// The query a `COPY … TO` reads: its query, or `SELECT columns FROM
+/// table` (with `qualify`, the table's name resolved to its schema here;
+/// without, left to the session's search path).
+pub fn copy_source_query(source: ast::CopySource, qualify: bool) -> Result<ast::Statement> {
+    match source {
+        ast::CopySource::Query(q) => Ok(ast::Statement::Query(q)),
+        ast::CopySource::Table {
+            table_name,
+            columns,
+        } => {
+            let cols = if columns.is_empty() {
+                "*".to_string()
+            } else {
+                columns
+                    .iter()
+                    .map(|c| format!("\"{}\"", ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let from = if qualify {
+                let name = resolve(&table_name)?;
+                format!("\"{}\".\"{}\"", name.schema, name.name)
+            } else {
+                table_name.to_string()
+            };
+            let sql = format!("SELECT {cols} FROM {from}");
+            match parser::parse(&sql)?.pop() {
+                Some(Statement::Sql(s)) => Ok(*s),
+                _ => Err(SqlError::Syntax(sql)),
+            }
+        }
+    }
+}
+
 fn tag_of(stmt: &ast::Statement) -> String {
     use ast::Statement as S;
     match stmt {

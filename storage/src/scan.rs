@@ -223,6 +223,13 @@ impl TableSnapshot {
         self.table.live_rows()
     }
 
+    /// Bytes the table takes: its segment files, and the rows still held
+    /// in memory (and in the log) until they are written to one.
+    pub fn size_bytes(&self) -> u64 {
+        let files: u64 = self.table.segments.iter().map(|s| s.seg.file_len()).sum();
+        files + self.table.memory_bytes() as u64
+    }
+
     /// Number of segments on disk and in memory.
     pub fn segment_count(&self) -> (usize, usize) {
         (self.table.segments.len(), self.table.memory.len())

@@ -6,3 +6,4 @@ mod identity;
 mod segment;
 mod sql;
 mod storage;
+mod wire;

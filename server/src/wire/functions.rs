@@ -1,0 +1,472 @@
+//! What clients ask of PostgreSQL beyond the SQL Tessera already speaks:
+//! the `pg_catalog` schema and its functions (from `datafusion-pg-catalog`),
+//! `version()` in the form drivers parse, and per-session
+//! `current_setting()` / `set_config()`.
+
+use std::sync::{Arc, Weak};
+
+use tessera_engine::Database;
+use tessera_sql::datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
+use tessera_sql::datafusion::arrow::datatypes::{DataType, Int64Type};
+use tessera_sql::datafusion::common::{DataFusionError, ScalarValue};
+use tessera_sql::datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use tessera_sql::datafusion::prelude::SessionContext;
+
+use super::WireError;
+use super::session::{PG_VERSION, Session};
+
+/// The text of `version()`: SQLAlchemy and others read the PostgreSQL
+/// version from its start.
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {PG_VERSION} (Tessera {}) on {}-{}, compiled by rustc, 64-bit",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    )
+}
+
+/// The roles `pg_roles` lists.
+#[derive(Debug, Clone)]
+struct RoleCatalog {
+    roles: super::roles::Roles,
+}
+
+#[async_trait::async_trait]
+impl datafusion_pg_catalog::pg_catalog::context::PgCatalogContextProvider for RoleCatalog {
+    async fn roles(&self) -> Vec<String> {
+        self.roles.all().into_iter().map(|r| r.name).collect()
+    }
+
+    async fn role(&self, name: &str) -> Option<datafusion_pg_catalog::pg_catalog::context::Role> {
+        use datafusion_pg_catalog::pg_catalog::context::Role;
+        let r = self.roles.get(name)?;
+        Some(Role {
+            name: r.name,
+            is_superuser: r.superuser,
+            can_login: r.login,
+            can_create_db: false,
+            can_create_role: r.superuser,
+            can_create_user: r.superuser,
+            can_replication: false,
+            grants: Vec::new(),
+            inherited_roles: Vec::new(),
+        })
+    }
+}
+
+fn strings(args: &[ColumnarValue], i: usize) -> Result<ArrayRef, DataFusionError> {
+    let arrays = ColumnarValue::values_to_arrays(args)?;
+    arrays
+        .get(i)
+        .cloned()
+        .ok_or_else(|| DataFusionError::Plan("missing argument".into()))
+}
+
+/// Registers the database-wide catalog and functions, once per server.
+pub fn register_database(db: &Database) -> Result<(), WireError> {
+    let ctx = db.engine().context();
+    if ctx
+        .catalog(tessera_sql::CATALOG)
+        .is_some_and(|c| c.schema("pg_catalog").is_some())
+    {
+        return Ok(());
+    }
+    datafusion_pg_catalog::setup_pg_catalog(
+        ctx,
+        tessera_sql::CATALOG,
+        RoleCatalog {
+            roles: super::roles::Roles::new(db),
+        },
+    )
+    .map_err(|e| WireError::Internal(format!("cannot set up pg_catalog: {e}")))?;
+
+    let version = version_string();
+    ctx.register_udf(create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                version.clone(),
+            ))))
+        }),
+    ));
+    ctx.register_udf(create_udf(
+        "pg_size_pretty",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args| {
+            let a = strings(args, 0)?;
+            let a = a.as_primitive::<Int64Type>();
+            let out: StringArray = a.iter().map(|v| v.map(size_pretty)).collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    ));
+    // Tessera keeps no comments on objects: PostgreSQL answers NULL then.
+    for (name, args) in [
+        ("obj_description", vec![DataType::Int64, DataType::Utf8]),
+        ("col_description", vec![DataType::Int64, DataType::Int64]),
+        ("shobj_description", vec![DataType::Int64, DataType::Utf8]),
+    ] {
+        ctx.register_udf(create_udf(
+            name,
+            args,
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(|args| {
+                let n = ColumnarValue::values_to_arrays(args)?
+                    .first()
+                    .map_or(1, |a| a.len());
+                Ok(ColumnarValue::Array(Arc::new(StringArray::new_null(n))))
+            }),
+        ));
+    }
+    // Every type and function lives in pg_catalog, which is always on the
+    // search path.
+    for name in ["pg_type_is_visible", "pg_function_is_visible"] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Int64],
+            DataType::Boolean,
+            Volatility::Stable,
+            Arc::new(|args| {
+                let a = strings(args, 0)?;
+                let out: BooleanArray = (0..a.len()).map(|i| Some(!a.is_null(i))).collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }),
+        ));
+    }
+    let id = std::ptr::from_ref(db.engine()) as usize;
+    for (name, kind) in [
+        ("pg_table_size", Lookup::Size),
+        ("pg_relation_size", Lookup::Size),
+        ("pg_total_relation_size", Lookup::Size),
+        ("pg_get_function_result", Lookup::FunctionResult),
+        ("pg_get_function_arguments", Lookup::FunctionArguments),
+    ] {
+        ctx.register_udf(
+            tessera_sql::datafusion::logical_expr::async_udf::AsyncScalarUDF::new(Arc::new(
+                CatalogFunction {
+                    name,
+                    kind,
+                    signature: tessera_sql::datafusion::logical_expr::Signature::uniform(
+                        1,
+                        vec![DataType::Int32, DataType::Int64],
+                        Volatility::Stable,
+                    ),
+                    db: DbRef(db.downgrade(), id),
+                },
+            ))
+            .into_scalar_udf(),
+        );
+    }
+    // A Tessera server is never a standby.
+    ctx.register_udf(create_udf(
+        "pg_is_in_recovery",
+        vec![],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false))))),
+    ));
+    Ok(())
+}
+
+/// `pg_size_pretty`: bytes in the largest unit that keeps the number at
+/// least 10 (PostgreSQL's rule, with its rounding).
+pub fn size_pretty(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    let mut size = bytes;
+    if size.abs() < 10 * 1024 {
+        return format!("{size} bytes");
+    }
+    for (i, unit) in UNITS.iter().enumerate() {
+        // Round half away from zero when dividing by 1024.
+        let next = size / 1024;
+        let half = (size.abs() % 1024) >= 512;
+        let rounded = if half { next + size.signum() } else { next };
+        if rounded.abs() < 10 * 1024 || i == UNITS.len() - 1 {
+            return format!("{rounded} {unit}");
+        }
+        size = next;
+    }
+    format!("{size} PB")
+}
+
+/// Registers the functions that read or change this session's settings.
+pub fn register_session(ctx: &SessionContext, session: Weak<Session>) {
+    let reader = Weak::clone(&session);
+    ctx.register_udf(create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args| {
+            let names = strings(args, 0)?;
+            let names = names.as_string::<i32>();
+            let session = reader
+                .upgrade()
+                .ok_or_else(|| DataFusionError::Execution("the session has ended".into()))?;
+            let mut out = Vec::with_capacity(names.len());
+            for n in names.iter() {
+                out.push(match n {
+                    Some(n) => Some(
+                        session
+                            .get(n)
+                            .map_err(|e| DataFusionError::Execution(e.to_string()))?,
+                    ),
+                    None => None,
+                });
+            }
+            Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+        }),
+    ));
+    ctx.register_udf(create_udf(
+        "set_config",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Volatile,
+        Arc::new(move |args| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let (Some(names), Some(values)) = (arrays.first(), arrays.get(1)) else {
+                return Err(DataFusionError::Plan(
+                    "set_config(name, value, is_local)".into(),
+                ));
+            };
+            let names = names.as_string::<i32>();
+            let values = values.as_string::<i32>();
+            let session = session
+                .upgrade()
+                .ok_or_else(|| DataFusionError::Execution("the session has ended".into()))?;
+            let mut out = Vec::with_capacity(names.len());
+            for (n, v) in names.iter().zip(values.iter()) {
+                let (Some(n), Some(v)) = (n, v) else {
+                    out.push(None);
+                    continue;
+                };
+                session
+                    .set(n, v)
+                    .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+                out.push(Some(session.get(n).unwrap_or_default()));
+            }
+            Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+        }),
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_print_like_postgresql() {
+        assert_eq!(size_pretty(0), "0 bytes");
+        assert_eq!(size_pretty(10239), "10239 bytes");
+        assert_eq!(size_pretty(10240), "10 kB");
+        assert_eq!(size_pretty(1_000_000), "977 kB");
+        assert_eq!(size_pretty(123_456_789), "118 MB");
+        assert!(version_string().starts_with("PostgreSQL 16."));
+    }
+}
+
+/// Catalog functions answered from `pg_class` / `pg_proc` (so from the
+/// OIDs clients see) and from the storage engine:
+/// - `pg_table_size(oid)`, `pg_relation_size(oid)`, `pg_total_relation_size(oid)`:
+///   the bytes a table's files take (its segments and the rows not yet
+///   written to one; Tessera's bitmap indexes live inside the segments); a
+///   view takes none; an unknown OID gives NULL, as in PostgreSQL;
+/// - `pg_get_function_result(oid)`: the result type (`SETOF` for a set);
+/// - `pg_get_function_arguments(oid)`: the argument types (names are not
+///   kept in Tessera's copy of `pg_proc`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CatalogFunction {
+    name: &'static str,
+    kind: Lookup,
+    signature: tessera_sql::datafusion::logical_expr::Signature,
+    db: DbRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Lookup {
+    Size,
+    FunctionResult,
+    FunctionArguments,
+}
+
+/// A database handle compared by identity (UDFs must be `Eq` and `Hash`).
+#[derive(Debug, Clone)]
+struct DbRef(tessera_engine::WeakDatabase, usize);
+
+impl PartialEq for DbRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.1 == other.1
+    }
+}
+
+impl Eq for DbRef {}
+
+impl std::hash::Hash for DbRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.1.hash(state);
+    }
+}
+
+impl tessera_sql::datafusion::logical_expr::ScalarUDFImpl for CatalogFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &tessera_sql::datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> tessera_sql::datafusion::common::Result<DataType> {
+        Ok(match self.kind {
+            Lookup::Size => DataType::Int64,
+            Lookup::FunctionResult | Lookup::FunctionArguments => DataType::Utf8,
+        })
+    }
+
+    fn invoke_with_args(
+        &self,
+        _: tessera_sql::datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> tessera_sql::datafusion::common::Result<ColumnarValue> {
+        Err(DataFusionError::Internal(format!(
+            "{} is evaluated asynchronously",
+            self.name
+        )))
+    }
+}
+
+/// Rows of a catalog query, every column as text.
+async fn text_rows(
+    ctx: &SessionContext,
+    sql: &str,
+) -> tessera_sql::datafusion::common::Result<Vec<Vec<Option<String>>>> {
+    use tessera_sql::datafusion::arrow::compute::cast;
+    let mut rows = Vec::new();
+    for b in ctx.sql(sql).await?.collect().await? {
+        let cols = b
+            .columns()
+            .iter()
+            .map(|c| cast(c, &DataType::Utf8))
+            .collect::<Result<Vec<_>, _>>()?;
+        for i in 0..b.num_rows() {
+            rows.push(
+                cols.iter()
+                    .map(|c| {
+                        let c = c.as_string::<i32>();
+                        (!c.is_null(i)).then(|| c.value(i).to_string())
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+#[async_trait::async_trait]
+impl tessera_sql::datafusion::logical_expr::async_udf::AsyncScalarUDFImpl for CatalogFunction {
+    async fn invoke_async_with_args(
+        &self,
+        args: tessera_sql::datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> tessera_sql::datafusion::common::Result<ColumnarValue> {
+        use tessera_sql::datafusion::arrow::array::Int64Array;
+        use tessera_sql::datafusion::arrow::compute::cast;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let oids = arrays
+            .first()
+            .ok_or_else(|| DataFusionError::Plan(format!("{}(oid)", self.name)))?;
+        let oids = cast(oids, &DataType::Int64)?;
+        let oids = oids.as_primitive::<Int64Type>();
+        let db = self
+            .db
+            .0
+            .upgrade()
+            .ok_or_else(|| DataFusionError::Execution("the database is closed".into()))?;
+        let engine = db.engine();
+        let ctx = engine.new_session();
+        let key = |r: &Vec<Option<String>>| {
+            r.first()
+                .cloned()
+                .flatten()
+                .and_then(|o| o.parse::<i64>().ok())
+        };
+        match self.kind {
+            Lookup::Size => {
+                let names: std::collections::HashMap<i64, String> = text_rows(
+                    &ctx,
+                    "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c \
+                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
+                )
+                .await?
+                .into_iter()
+                .filter_map(|r| {
+                    let k = key(&r)?;
+                    Some((k, format!("{}.{}", r.get(1)?.clone()?, r.get(2)?.clone()?)))
+                })
+                .collect();
+                let out: Int64Array = oids
+                    .iter()
+                    .map(|oid| {
+                        let name = names.get(&oid?)?;
+                        Some(
+                            engine
+                                .store()
+                                .table(name)
+                                .map_or(0, |t| t.size_bytes() as i64),
+                        )
+                    })
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }
+            Lookup::FunctionResult | Lookup::FunctionArguments => {
+                let types: std::collections::HashMap<i64, String> = text_rows(
+                    &ctx,
+                    "SELECT oid, format_type(oid, NULL) FROM pg_catalog.pg_type",
+                )
+                .await?
+                .into_iter()
+                .filter_map(|r| Some((key(&r)?, r.get(1)?.clone()?)))
+                .collect();
+                let procs: std::collections::HashMap<i64, Vec<Option<String>>> = text_rows(
+                    &ctx,
+                    "SELECT oid, proretset, prorettype, proargtypes FROM pg_catalog.pg_proc",
+                )
+                .await?
+                .into_iter()
+                .filter_map(|r| Some((key(&r)?, r)))
+                .collect();
+                let type_name = |oid: &str| {
+                    oid.parse::<i64>()
+                        .ok()
+                        .and_then(|o| types.get(&o).cloned())
+                        .unwrap_or_else(|| oid.to_string())
+                };
+                let out: StringArray = oids
+                    .iter()
+                    .map(|oid| {
+                        let row = procs.get(&oid?)?;
+                        let field = |i: usize| row.get(i).cloned().flatten();
+                        Some(match self.kind {
+                            Lookup::FunctionResult => {
+                                let setof = matches!(field(1).as_deref(), Some("true" | "t"));
+                                let ret = type_name(&field(2)?);
+                                if setof { format!("SETOF {ret}") } else { ret }
+                            }
+                            _ => field(3)
+                                .unwrap_or_default()
+                                .split_whitespace()
+                                .map(type_name)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        })
+                    })
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }
+        }
+    }
+}

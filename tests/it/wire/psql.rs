@@ -1,0 +1,179 @@
+//! psql against `tessera serve`: the meta-commands analysts use, `\copy`
+//! both ways, and a script that fails half-way.
+
+use std::process::{Command, Output};
+
+use super::{PASSWORD, TestServer};
+
+fn psql(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new("psql");
+    cmd.env("PGPASSWORD", PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.addr.port().to_string(),
+            "-U",
+            "tessera",
+            "-d",
+            "tessera",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .expect("psql is installed (Debian package postgresql-client; .ci/run installs it)");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "psql failed: {}\nstdout: {stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn meta_commands_describe_the_database() {
+    let server = TestServer::start();
+    ok(&psql(
+        &server,
+        &[
+            "-c",
+            "CREATE TABLE orders (id BIGINT NOT NULL, email TEXT, amount DOUBLE)",
+            "-c",
+            "INSERT INTO orders VALUES (1, 'marie@example.com', 10.5), (2, NULL, 3)",
+            "-c",
+            "CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 5",
+            "-c",
+            "CREATE SCHEMA crm",
+        ],
+        None,
+    ));
+    let dt = ok(&psql(&server, &["-c", "\\dt"], None));
+    assert!(dt.contains("orders") && dt.contains("table"), "{dt}");
+    assert!(!dt.contains("big_orders"), "{dt}");
+    let d = ok(&psql(&server, &["-c", "\\d orders"], None));
+    for want in [
+        "id",
+        "bigint",
+        "not null",
+        "email",
+        "text",
+        "amount",
+        "double precision",
+    ] {
+        assert!(d.contains(want), "{want} missing from \\d:\n{d}");
+    }
+    let dv = ok(&psql(&server, &["-c", "\\dv"], None));
+    assert!(dv.contains("big_orders"), "{dv}");
+    let dn = ok(&psql(&server, &["-c", "\\dn"], None));
+    assert!(dn.contains("crm") && dn.contains("public"), "{dn}");
+    let l = ok(&psql(&server, &["-c", "\\l"], None));
+    assert!(l.contains("tessera"), "{l}");
+    let dt_plus = ok(&psql(&server, &["-c", "\\dt+"], None));
+    assert!(dt_plus.contains("orders"), "{dt_plus}");
+    let d_plus = ok(&psql(&server, &["-c", "\\d+ orders"], None));
+    assert!(d_plus.contains("amount"), "{d_plus}");
+    let df = ok(&psql(&server, &["-c", "\\df"], None));
+    assert!(df.contains("List of functions"), "{df}");
+    let x = ok(&psql(
+        &server,
+        &[
+            "-c",
+            "\\x on",
+            "-c",
+            "SELECT id, email FROM orders WHERE id = 1",
+        ],
+        None,
+    ));
+    assert!(
+        x.contains("-[ RECORD 1 ]") && x.contains("marie@example.com"),
+        "{x}"
+    );
+}
+
+#[test]
+fn backslash_copy_both_ways_and_a_failing_script() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, "id,name\n1,Marie\n2,\"Dupont, Jean\"\n3,\n").unwrap();
+    ok(&psql(
+        &server,
+        &["-c", "CREATE TABLE people (id BIGINT NOT NULL, name TEXT)"],
+        None,
+    ));
+    let out = ok(&psql(
+        &server,
+        &[
+            "-c",
+            &format!(
+                "\\copy people FROM '{}' WITH (FORMAT csv, HEADER true)",
+                csv.display()
+            ),
+        ],
+        None,
+    ));
+    assert!(out.contains("COPY 3"), "{out}");
+    // From psql's own stdin, text format, ended by `\.`.
+    let out = ok(&psql(
+        &server,
+        &["-f", "-"],
+        Some("COPY people FROM STDIN;\n4\tAnna\n5\t\\N\n\\.\nSELECT count(*) FROM people;\n"),
+    ));
+    assert!(out.contains("COPY 2") && out.contains('5'), "{out}");
+    let back = dir.path().join("back.csv");
+    ok(&psql(
+        &server,
+        &[
+            "-c",
+            &format!(
+                "\\copy (SELECT id, name FROM people ORDER BY id) TO '{}' WITH (FORMAT csv)",
+                back.display()
+            ),
+        ],
+        None,
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "1,Marie\n2,\"Dupont, Jean\"\n3,\n4,Anna\n5,\n"
+    );
+    // ON_ERROR_STOP: the script stops at the error with its SQLSTATE, and
+    // what ran before it stays.
+    let out = psql(
+        &server,
+        &["-v", "VERBOSITY=verbose", "-f", "-"],
+        Some(
+            "INSERT INTO people VALUES (6, 'Zoe');\nSELECT * FROM nowhere;\nINSERT INTO people VALUES (7, 'never');\n",
+        ),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("42P01"), "{err}");
+    let count = ok(&psql(
+        &server,
+        &["-A", "-t", "-c", "SELECT count(*) FROM people"],
+        None,
+    ));
+    assert_eq!(count.trim(), "6");
+}
