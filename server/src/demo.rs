@@ -205,7 +205,10 @@ pub fn run(
          tessera sql --db {d} -c \"SELECT * FROM customer_360 WHERE profile_id = unify('phone', '{phone}')\"\n  \
          tessera sql --db {d} -c \"COPY (SELECT * FROM customer_360 WHERE in_segment(profile_id, 'win_back')) TO 'win_back.csv' WITH (FORMAT csv, HEADER true)\"\n  \
          tessera sql --db {d} -c \"EXPLAIN SELECT count(*) FROM web_events WHERE event_type = 'purchase'\"\n  \
-         tessera verify --db {d}\n  tessera compact --db {d}",
+         tessera verify --db {d}\n  tessera compact --db {d}\n\n\
+         Serve it to psql, drivers and BI tools (PostgreSQL protocol, port 5433):\n  \
+         TESSERA_PASSWORD=choose-one tessera serve --db {d}\n  \
+         PGPASSWORD=choose-one psql -h 127.0.0.1 -p 5433 -U tessera -d tessera",
         d = dir.display()
     )
     .map_err(io)?;

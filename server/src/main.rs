@@ -315,6 +315,21 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 eprintln!("{}", print::error(&e));
                 ExitCode::FAILURE
             })?;
+            // At a terminal, offer to serve the demo database right away.
+            if std::io::IsTerminal::is_terminal(&std::io::stdin())
+                && std::io::IsTerminal::is_terminal(&std::io::stdout())
+            {
+                print!("\nServe this database now on 127.0.0.1:5433? [y/N] ");
+                let _ = std::io::Write::flush(&mut out);
+                let mut answer = String::new();
+                let _ = std::io::stdin().read_line(&mut answer);
+                if answer.trim().eq_ignore_ascii_case("y") {
+                    serve::run(&db, serve::FileConfig::default()).map_err(|e| {
+                        eprintln!("ERROR:  {e}");
+                        ExitCode::FAILURE
+                    })?;
+                }
+            }
         }
     }
     Ok(())

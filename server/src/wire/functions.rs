@@ -146,6 +146,7 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
         ("pg_total_relation_size", Lookup::Size),
         ("pg_get_function_result", Lookup::FunctionResult),
         ("pg_get_function_arguments", Lookup::FunctionArguments),
+        ("to_regtype", Lookup::RegType),
     ] {
         ctx.register_udf(
             tessera_sql::datafusion::logical_expr::async_udf::AsyncScalarUDF::new(Arc::new(
@@ -154,7 +155,11 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
                     kind,
                     signature: tessera_sql::datafusion::logical_expr::Signature::uniform(
                         1,
-                        vec![DataType::Int32, DataType::Int64],
+                        if kind == Lookup::RegType {
+                            vec![DataType::Utf8]
+                        } else {
+                            vec![DataType::Int32, DataType::Int64]
+                        },
                         Volatility::Stable,
                     ),
                     db: DbRef(db.downgrade(), id),
@@ -279,7 +284,9 @@ mod tests {
 ///   view takes none; an unknown OID gives NULL, as in PostgreSQL;
 /// - `pg_get_function_result(oid)`: the result type (`SETOF` for a set);
 /// - `pg_get_function_arguments(oid)`: the argument types (names are not
-///   kept in Tessera's copy of `pg_proc`).
+///   kept in Tessera's copy of `pg_proc`);
+/// - `to_regtype(name)`: the OID of a type by name, NULL when unknown
+///   (psycopg and SQLAlchemy probe for `hstore` so).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CatalogFunction {
     name: &'static str,
@@ -293,6 +300,7 @@ enum Lookup {
     Size,
     FunctionResult,
     FunctionArguments,
+    RegType,
 }
 
 /// A database handle compared by identity (UDFs must be `Eq` and `Hash`).
@@ -325,6 +333,7 @@ impl tessera_sql::datafusion::logical_expr::ScalarUDFImpl for CatalogFunction {
     fn return_type(&self, _: &[DataType]) -> tessera_sql::datafusion::common::Result<DataType> {
         Ok(match self.kind {
             Lookup::Size => DataType::Int64,
+            Lookup::RegType => DataType::Int32,
             Lookup::FunctionResult | Lookup::FunctionArguments => DataType::Utf8,
         })
     }
@@ -373,14 +382,30 @@ impl tessera_sql::datafusion::logical_expr::async_udf::AsyncScalarUDFImpl for Ca
         &self,
         args: tessera_sql::datafusion::logical_expr::ScalarFunctionArgs,
     ) -> tessera_sql::datafusion::common::Result<ColumnarValue> {
+        let scalar = matches!(args.args.first(), Some(ColumnarValue::Scalar(_)));
+        let out = self.lookup(&args.args).await?;
+        // The async operator appends the result as a column: it must have
+        // one value per row even for a constant argument.
+        Ok(ColumnarValue::Array(if scalar {
+            ScalarValue::try_from_array(&out, 0)?.to_array_of_size(args.number_rows)?
+        } else {
+            out
+        }))
+    }
+}
+
+impl CatalogFunction {
+    /// The answers for each value of the argument.
+    async fn lookup(
+        &self,
+        args: &[ColumnarValue],
+    ) -> tessera_sql::datafusion::common::Result<ArrayRef> {
         use tessera_sql::datafusion::arrow::array::Int64Array;
         use tessera_sql::datafusion::arrow::compute::cast;
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let oids = arrays
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let arg = arrays
             .first()
             .ok_or_else(|| DataFusionError::Plan(format!("{}(oid)", self.name)))?;
-        let oids = cast(oids, &DataType::Int64)?;
-        let oids = oids.as_primitive::<Int64Type>();
         let db = self
             .db
             .0
@@ -394,6 +419,34 @@ impl tessera_sql::datafusion::logical_expr::async_udf::AsyncScalarUDFImpl for Ca
                 .flatten()
                 .and_then(|o| o.parse::<i64>().ok())
         };
+        if self.kind == Lookup::RegType {
+            let names = cast(arg, &DataType::Utf8)?;
+            let names = names.as_string::<i32>();
+            let mut types = std::collections::HashMap::new();
+            for r in text_rows(
+                &ctx,
+                "SELECT oid, typname, format_type(oid, NULL) FROM pg_catalog.pg_type",
+            )
+            .await?
+            {
+                if let Some(oid) = key(&r).and_then(|o| i32::try_from(o).ok()) {
+                    for name in r.iter().skip(1).flatten() {
+                        types.entry(name.to_ascii_lowercase()).or_insert(oid);
+                    }
+                }
+            }
+            let out: tessera_sql::datafusion::arrow::array::Int32Array = names
+                .iter()
+                .map(|n| {
+                    let n = n?.trim().to_ascii_lowercase();
+                    let n = n.strip_prefix("pg_catalog.").unwrap_or(&n);
+                    types.get(n.trim_matches('"')).copied()
+                })
+                .collect();
+            return Ok(Arc::new(out));
+        }
+        let oids = cast(arg, &DataType::Int64)?;
+        let oids = oids.as_primitive::<Int64Type>();
         match self.kind {
             Lookup::Size => {
                 let names: std::collections::HashMap<i64, String> = text_rows(
@@ -420,9 +473,9 @@ impl tessera_sql::datafusion::logical_expr::async_udf::AsyncScalarUDFImpl for Ca
                         )
                     })
                     .collect();
-                Ok(ColumnarValue::Array(Arc::new(out)))
+                Ok(Arc::new(out))
             }
-            Lookup::FunctionResult | Lookup::FunctionArguments => {
+            Lookup::FunctionResult | Lookup::FunctionArguments | Lookup::RegType => {
                 let types: std::collections::HashMap<i64, String> = text_rows(
                     &ctx,
                     "SELECT oid, format_type(oid, NULL) FROM pg_catalog.pg_type",
@@ -451,7 +504,7 @@ impl tessera_sql::datafusion::logical_expr::async_udf::AsyncScalarUDFImpl for Ca
                         let row = procs.get(&oid?)?;
                         let field = |i: usize| row.get(i).cloned().flatten();
                         Some(match self.kind {
-                            Lookup::FunctionResult => {
+                            Lookup::FunctionResult | Lookup::Size | Lookup::RegType => {
                                 let setof = matches!(field(1).as_deref(), Some("true" | "t"));
                                 let ret = type_name(&field(2)?);
                                 if setof { format!("SETOF {ret}") } else { ret }
@@ -465,7 +518,7 @@ impl tessera_sql::datafusion::logical_expr::async_udf::AsyncScalarUDFImpl for Ca
                         })
                     })
                     .collect();
-                Ok(ColumnarValue::Array(Arc::new(out)))
+                Ok(Arc::new(out))
             }
         }
     }

@@ -653,6 +653,13 @@ impl Handler {
                 Ok(Response::TransactionStart(Tag::new("BEGIN")))
             }
             ast::Statement::Commit { .. } => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
+            // Each statement commits on its own (docs/server.md): savepoints
+            // are accepted so that drivers which set them work.
+            ast::Statement::Savepoint { .. } => Ok(Response::Execution(Tag::new("SAVEPOINT"))),
+            ast::Statement::ReleaseSavepoint { .. } => Ok(Response::Execution(Tag::new("RELEASE"))),
+            ast::Statement::Rollback {
+                savepoint: Some(_), ..
+            } => Ok(Response::Execution(Tag::new("ROLLBACK"))),
             ast::Statement::Rollback { .. } => Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))),
             ast::Statement::Discard { .. } => {
                 session.reset(None)?;

@@ -2,8 +2,10 @@
 //! socket: tokio-postgres (simple and extended protocol, binary results,
 //! COPY, cancel), psql, and the security checks.
 
+mod load;
 mod protocol;
 mod psql;
+mod python;
 mod security;
 
 use std::net::SocketAddr;

@@ -59,7 +59,7 @@ fn passwords_roles_and_privileges() {
             let e = analyst.simple_query(sql).await.unwrap_err();
             assert_eq!(sqlstate(&e), "42501", "{sql}: {e}");
         }
-        // A view does not launder a table the role cannot read.
+        // A view needs a grant of its own.
         admin
             .batch_execute("CREATE VIEW leak AS SELECT * FROM secrets")
             .await
