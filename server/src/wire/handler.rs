@@ -28,6 +28,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::NoticeResponse;
 use tessera_engine::QueryStream;
 use tessera_sql::datafusion::arrow::array::{RecordBatch, StringArray};
@@ -120,12 +121,58 @@ impl Parser {
                         _ => self.compat.rewrite(*q),
                     };
                     array_subqueries(&mut q);
+                    regtype_text(&mut q);
                     Statement::Sql(Box::new(q))
                 }
                 other => other,
             })
             .collect())
     }
+}
+
+/// Whether a type name is `name` or `pg_catalog.name`.
+fn is_type(t: &ast::DataType, name: &str) -> bool {
+    match t {
+        ast::DataType::Custom(n, _) => {
+            n.0.last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case(name))
+        }
+        ast::DataType::Text => name == "text",
+        _ => false,
+    }
+}
+
+/// `x::regtype::text` (pgcli, pgAdmin) as `format_type(x, NULL)`: the
+/// type's name, as PostgreSQL prints it, where the plain cast would give the
+/// number.
+fn regtype_text(stmt: &mut ast::Statement) {
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        if let ast::Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } = &*e
+            && is_type(data_type, "text")
+            && let ast::Expr::Cast {
+                expr: oid,
+                data_type: reg,
+                ..
+            } = inner.as_ref()
+            && is_type(reg, "regtype")
+        {
+            let text = format!("format_type({oid}, NULL)");
+            if let Ok(call) = tessera_sql::datafusion::sql::sqlparser::parser::Parser::new(
+                &tessera_sql::datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            )
+            .try_with_sql(&text)
+            .and_then(|mut p| p.parse_expr())
+            {
+                *e = call;
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 /// `ARRAY(SELECT x FROM … [ORDER BY …])`, which psql's `\du` and others
@@ -1282,6 +1329,137 @@ impl ExtendedQueryHandler for Handler {
 
     fn query_parser(&self) -> Arc<Parser> {
         Arc::clone(&self.parser)
+    }
+
+    /// Execute, with a portal's rows streamed to the socket: pgwire's own
+    /// `on_execute` gathers all the rows of a fetch in memory first, which
+    /// a 50-million-row result must not do. Otherwise the same steps.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use futures::StreamExt;
+        use pgwire::api::PgWireConnectionState as S;
+        use pgwire::api::portal::PortalExecutionState as P;
+        use pgwire::api::store::Entry;
+        if !matches!(client.state(), S::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        let mut status = client.transaction_status();
+        client.set_state(S::QueryInProgress);
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        let max_rows = message.max_rows as usize;
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) => portal,
+            Some(Entry::Empty) => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        pgwire::messages::response::EmptyQueryResponse::new(),
+                    ))
+                    .await?;
+                client.set_state(S::ReadyForQuery);
+                return Ok(());
+            }
+            None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+        };
+        let state = portal.state();
+        let initial = matches!(*state.lock().await, P::Initial);
+        if initial {
+            match ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows).await? {
+                Response::Query(results) => *state.lock().await = P::Suspended(results),
+                other => {
+                    match other {
+                        Response::EmptyQuery => {
+                            client
+                                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                                    pgwire::messages::response::EmptyQueryResponse::new(),
+                                ))
+                                .await?;
+                        }
+                        Response::Execution(tag) => {
+                            pgwire::api::query::send_execution_response(client, tag).await?;
+                        }
+                        Response::TransactionStart(tag) => {
+                            pgwire::api::query::send_execution_response(client, tag).await?;
+                            status = status.to_in_transaction_state();
+                        }
+                        Response::TransactionEnd(tag) => {
+                            pgwire::api::query::send_execution_response(client, tag).await?;
+                            status = status.to_idle_state();
+                            client.portal_store().rm_portal(pgwire::api::DEFAULT_NAME);
+                        }
+                        Response::Error(e) => {
+                            client
+                                .send(PgWireBackendMessage::ErrorResponse((*e).into()))
+                                .await?;
+                            status = status.to_error_state();
+                        }
+                        Response::CopyIn(r) => {
+                            client.set_state(S::CopyInProgress(true));
+                            pgwire::api::copy::send_copy_in_response(client, r).await?;
+                        }
+                        Response::CopyOut(r) => {
+                            pgwire::api::copy::send_copy_out_response(client, r).await?;
+                        }
+                        Response::CopyBoth(r) => {
+                            client.set_state(S::CopyInProgress(true));
+                            pgwire::api::copy::send_copy_both_response(client, r).await?;
+                        }
+                        Response::Query(_) => {}
+                    }
+                    if !matches!(client.state(), S::CopyInProgress(_)) {
+                        client.set_state(S::ReadyForQuery);
+                        client.set_transaction_status(status);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        let mut guard = state.lock().await;
+        let (more, tag) = match &mut *guard {
+            P::Suspended(response) => {
+                let tag = response.command_tag().to_owned();
+                let rows = response.data_rows();
+                let mut sent = 0usize;
+                let mut more = true;
+                while max_rows == 0 || sent < max_rows {
+                    match rows.next().await {
+                        Some(row) => {
+                            client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                            sent += 1;
+                        }
+                        None => {
+                            more = false;
+                            break;
+                        }
+                    }
+                }
+                (more, Tag::new(&tag).with_rows(sent))
+            }
+            P::Finished => (false, Tag::new("SELECT").with_rows(0)),
+            P::Initial => return Err(PgWireError::PortalNotStarted),
+        };
+        if !more {
+            *guard = P::Finished;
+        }
+        drop(guard);
+        if more {
+            client
+                .send(PgWireBackendMessage::PortalSuspended(
+                    pgwire::messages::extendedquery::PortalSuspended::new(),
+                ))
+                .await?;
+        } else {
+            client
+                .send(PgWireBackendMessage::CommandComplete(tag.into()))
+                .await?;
+        }
+        client.set_state(S::ReadyForQuery);
+        client.set_transaction_status(status);
+        Ok(())
     }
 
     async fn do_describe_statement<C>(

@@ -22,13 +22,14 @@ const STREAMERS: usize = 5;
 const BIG_ROWS: i64 = 200_000;
 const COPY_ROWS: usize = 1_000;
 
-/// Resident memory of a process, in bytes.
+/// Resident anonymous memory of a process (heap and stacks, not the
+/// memory-mapped segment files), in bytes.
 fn rss(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with("RssAnon:"))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })

@@ -2,6 +2,7 @@
 //! socket: tokio-postgres (simple and extended protocol, binary results,
 //! COPY, cancel), psql, and the security checks.
 
+mod binary;
 mod load;
 mod protocol;
 mod psql;

@@ -96,6 +96,20 @@ fn meta_commands_describe_the_database() {
     assert!(d_plus.contains("amount"), "{d_plus}");
     let df = ok(&psql(&server, &["-c", "\\df"], None));
     assert!(df.contains("List of functions"), "{df}");
+    // pgcli's column query names types with ::regtype::text.
+    let types = ok(&psql(
+        &server,
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "SELECT att.attname, att.atttypid::regtype::text FROM pg_catalog.pg_attribute att \
+             JOIN pg_catalog.pg_class cls ON att.attrelid = cls.oid \
+             WHERE cls.relname = 'orders' AND cls.relkind = ANY('{r,p}') ORDER BY att.attnum",
+        ],
+        None,
+    ));
+    assert_eq!(types, "id|bigint\nemail|text\namount|double precision\n");
     let x = ok(&psql(
         &server,
         &[
