@@ -1,18 +1,12 @@
-//! The `tessera serve` binary: first start, restart, graceful shutdown.
+//! The server in a process of its own (`serve-child`, which runs the same
+//! `serve::run` as `tessera serve`): first start, restart, graceful
+//! shutdown, the memory limit, and its memory while streaming.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::{runtime, sqlstate};
-
-/// `target/<profile>/tessera`, built by `cargo test --workspace` beside this
-/// test binary (`target/<profile>/deps/it-…`).
-fn tessera_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    dir.join("tessera")
-}
 
 struct Child {
     child: std::process::Child,
@@ -28,8 +22,8 @@ fn serve_with(
     password: Option<&str>,
     args: &[&str],
 ) -> (Child, u16, Vec<String>) {
-    let mut cmd = Command::new(tessera_bin());
-    cmd.args(["serve", "--db"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_serve-child"));
+    cmd.args(["--db"])
         .arg(db)
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
@@ -39,9 +33,7 @@ fn serve_with(
         Some(p) => cmd.env("TESSERA_PASSWORD", p),
         None => cmd.env_remove("TESSERA_PASSWORD"),
     };
-    let mut child = cmd
-        .spawn()
-        .expect("the tessera binary (built by cargo test --workspace)");
+    let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
