@@ -102,7 +102,7 @@ impl Parser {
         let compat = if plain
             && statements
                 .iter()
-                .any(|s| matches!(s, Statement::Sql(q) if is_query(q)))
+                .any(|s| matches!(s, Statement::Sql(q) if is_query(q) && reads_catalog(q)))
         {
             self.compat
                 .parse(sql)
@@ -115,19 +115,122 @@ impl Parser {
             .into_iter()
             .enumerate()
             .map(|(i, s)| match s {
-                Statement::Sql(q) if is_query(&q) => {
+                // Only queries over PostgreSQL's catalog are rewritten: some
+                // of the compatibility rules trade exactness for plannability
+                // (one replaces subqueries in a select list by NULL), which
+                // is right for a client's catalog probe and wrong for data.
+                Statement::Sql(q) if is_query(&q) && reads_catalog(&q) => {
                     let mut q = match compat.as_ref().and_then(|c| c.get(i)) {
                         Some(c) if is_query(c) => c.clone(),
                         _ => self.compat.rewrite(*q),
                     };
                     array_subqueries(&mut q);
                     regtype_text(&mut q);
+                    catalog_scalar_subqueries(&mut q);
+                    regproc_joins(&mut q);
                     Statement::Sql(Box::new(q))
                 }
                 other => other,
             })
             .collect())
     }
+}
+
+/// A scalar subquery over PostgreSQL's catalog that returns one column,
+/// `(SELECT rngtypid FROM pg_range WHERE rngmultitypid = typ.oid)` (Npgsql's
+/// type loading), as `(SELECT min(rngtypid) …)`: DataFusion plans a
+/// correlated scalar subquery only when it is aggregated. The catalog
+/// relations clients ask so have one row per key, so the answer is the
+/// same; a subquery over the user's tables is left as written.
+fn catalog_scalar_subqueries(stmt: &mut ast::Statement) {
+    fn catalog_relation(f: &ast::TableFactor) -> bool {
+        match f {
+            ast::TableFactor::Table { name, .. } => {
+                let parts: Vec<String> = name
+                    .0
+                    .iter()
+                    .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+                    .collect();
+                match parts.as_slice() {
+                    [t] => t.starts_with("pg_"),
+                    [s, t] => s == "pg_catalog" && t.starts_with("pg_"),
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        if let ast::Expr::Subquery(q) = e
+            && let ast::SetExpr::Select(select) = q.body.as_mut()
+            && select.group_by == ast::GroupByExpr::Expressions(vec![], vec![])
+            && !select.from.is_empty()
+            && select.from.iter().all(|t| {
+                catalog_relation(&t.relation)
+                    && t.joins.iter().all(|j| catalog_relation(&j.relation))
+            })
+            && let [ast::SelectItem::UnnamedExpr(item)] = select.projection.as_slice()
+            && matches!(
+                item,
+                ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)
+            )
+        {
+            let text = format!("min({item})");
+            if let Ok(agg) = tessera_sql::datafusion::sql::sqlparser::parser::Parser::new(
+                &tessera_sql::datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            )
+            .try_with_sql(&text)
+            .and_then(|mut p| p.parse_expr())
+            {
+                select.projection = vec![ast::SelectItem::UnnamedExpr(agg)];
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `proc.oid = typ.typreceive` (Npgsql, pgjdbc): in PostgreSQL the
+/// `typinput`/`typoutput`/`typreceive`/`typsend` columns are `regproc`, OIDs
+/// shown as names; in the catalog Tessera serves they hold the name, so the
+/// join is made on `proc.proname`.
+fn regproc_joins(stmt: &mut ast::Statement) {
+    fn last(e: &ast::Expr) -> Option<&str> {
+        match e {
+            ast::Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.as_str()),
+            ast::Expr::Identifier(i) => Some(i.value.as_str()),
+            _ => None,
+        }
+    }
+    let regproc = |e: &ast::Expr| {
+        last(e).is_some_and(|n| {
+            ["typinput", "typoutput", "typreceive", "typsend"]
+                .iter()
+                .any(|c| n.eq_ignore_ascii_case(c))
+        })
+    };
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        if let ast::Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::Eq,
+            right,
+        } = e
+        {
+            let to_name = |side: &mut ast::Expr| {
+                if let ast::Expr::CompoundIdentifier(parts) = side
+                    && parts.len() == 2
+                    && parts[1].value.eq_ignore_ascii_case("oid")
+                {
+                    parts[1] = ast::Ident::new("proname");
+                }
+            };
+            if regproc(right) {
+                to_name(left);
+            } else if regproc(left) {
+                to_name(right);
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Whether a type name is `name` or `pg_catalog.name`.
@@ -173,6 +276,37 @@ fn regtype_text(stmt: &mut ast::Statement) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// Whether a query reads a relation of `pg_catalog` or
+/// `information_schema` (named so, or `pg_…` unqualified), or calls a
+/// function of `pg_catalog` by that name.
+fn reads_catalog(stmt: &ast::Statement) -> bool {
+    let mut found = false;
+    let _ = ast::visit_relations(stmt, |name| {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+            .collect();
+        found |= match parts.as_slice() {
+            [t] => t.starts_with("pg_"),
+            [s, _] | [_, s, _] => s == "pg_catalog" || s == "information_schema",
+            _ => false,
+        };
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    // Or calls a function through `pg_catalog.` (`SELECT pg_catalog.version()`).
+    let _ = ast::visit_expressions(stmt, |e| {
+        if let ast::Expr::Function(f) = e {
+            found |= f.name.0.len() > 1
+                && f.name.0[0]
+                    .as_ident()
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_catalog"));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    found
 }
 
 /// `ARRAY(SELECT x FROM … [ORDER BY …])`, which psql's `\du` and others

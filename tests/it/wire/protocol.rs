@@ -394,3 +394,54 @@ fn tessera_statements_travel_the_same_path() {
         assert_eq!(n.get::<_, i64>(0), 1);
     });
 }
+
+#[test]
+fn client_catalog_rewrites_never_touch_queries_over_data() {
+    let server = TestServer::start();
+    runtime().block_on(async {
+        let c = server.connect().await;
+        c.batch_execute(
+            "CREATE TABLE ca (id INT); CREATE TABLE cb (k INT, v INT);
+             INSERT INTO ca VALUES (1), (2); INSERT INTO cb VALUES (1, 10), (1, 5), (3, 7);",
+        )
+        .await
+        .unwrap();
+        // A scalar subquery in a select list: PostgreSQL-compatibility rules
+        // meant for catalog probes would turn it into NULL.
+        let m = c
+            .simple_query("SELECT ca.id, (SELECT min(v) FROM cb WHERE cb.k = ca.id) FROM ca ORDER BY 1")
+            .await
+            .unwrap();
+        assert_eq!(
+            simple_rows(&m),
+            vec![
+                vec![Some("1".into()), Some("5".into())],
+                vec![Some("2".into()), None],
+            ]
+        );
+        // The shapes of a driver's type loading (Npgsql's): array types found
+        // through their receive function, a correlated lookup in pg_range.
+        let m = c
+            .simple_query(
+                "SELECT t.typname, CASE WHEN p.proname = 'array_recv' THEN 'a' ELSE t.typtype END AS kind,
+                        CASE WHEN t.typtype = 'm' THEN (SELECT rngtypid FROM pg_range WHERE rngmultitypid = t.oid) END AS r
+                 FROM pg_type AS t LEFT JOIN pg_proc AS p ON p.oid = t.typreceive
+                 WHERE t.typname IN ('int8', '_int8', 'text') ORDER BY 1",
+            )
+            .await
+            .unwrap();
+        let rows = simple_rows(&m);
+        let kinds: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("_int8".to_string(), "a".to_string()),
+                ("int8".to_string(), "b".to_string()),
+                ("text".to_string(), "b".to_string()),
+            ]
+        );
+    });
+}
