@@ -1045,6 +1045,23 @@ impl Handler {
                 if let Some(p) = params {
                     bind_literals(&mut other, p)?;
                 }
+                // What an INSERT … SELECT, an UPDATE … FROM or a WHERE
+                // subquery reads needs SELECT too (as in PostgreSQL).
+                if matches!(
+                    other,
+                    ast::Statement::Insert(_)
+                        | ast::Statement::Update(_)
+                        | ast::Statement::Delete(_)
+                ) && !self.role(session)?.superuser
+                    && let Ok(plan) = self
+                        .shared
+                        .db
+                        .engine()
+                        .plan_in(&session.ctx, other.clone())
+                        .await
+                {
+                    self.check_read(session, &plan)?;
+                }
                 *session.writes_in_block.lock() += 1;
                 self.run_in_database(session, Statement::Sql(Box::new(other)), format, deadline)
                     .await

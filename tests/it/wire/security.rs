@@ -77,6 +77,16 @@ fn passwords_roles_and_privileges() {
             .unwrap();
         let e = loader.simple_query("DELETE FROM orders").await.unwrap_err();
         assert_eq!(sqlstate(&e), "42501");
+        // What an INSERT reads needs SELECT as well.
+        let e = loader
+            .simple_query("INSERT INTO orders SELECT id, 0 FROM secrets")
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{e}");
+        loader
+            .simple_query("INSERT INTO orders SELECT id + 10, amount FROM orders")
+            .await
+            .unwrap();
 
         // Grants change at once, for connected sessions too.
         admin
