@@ -1338,6 +1338,7 @@ impl SimpleQueryHandler for Handler {
         let n = statements.len();
         let mut responses = Vec::with_capacity(n);
         for (i, stmt) in statements.into_iter().enumerate() {
+            warn_rollback(client, &session, &stmt).await?;
             let is_discard = matches!(&stmt, Statement::Sql(s) if matches!(**s, ast::Statement::Discard { .. } | ast::Statement::Deallocate { .. }));
             if is_discard {
                 deallocate(client, &stmt);
@@ -1376,6 +1377,48 @@ impl SimpleQueryHandler for Handler {
         }
         Ok(responses)
     }
+}
+
+/// A `ROLLBACK` after writes in a transaction block cannot undo them
+/// (every statement commits on its own): the client is told, with a
+/// WARNING, rather than left to believe they are gone. `COMMIT` and
+/// `ROLLBACK` end the block's count.
+async fn warn_rollback<C>(client: &mut C, session: &Session, stmt: &Statement) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let Statement::Sql(s) = stmt else {
+        return Ok(());
+    };
+    let ends = match s.as_ref() {
+        ast::Statement::Rollback {
+            savepoint: None, ..
+        } => true,
+        ast::Statement::Commit { .. } => false,
+        _ => return Ok(()),
+    };
+    let writes = std::mem::take(&mut *session.writes_in_block.lock());
+    let in_block = !matches!(
+        client.transaction_status(),
+        pgwire::messages::response::TransactionStatus::Idle
+    );
+    if ends && in_block && writes > 0 {
+        client
+            .send(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+                ErrorInfo::new(
+                    "WARNING".into(),
+                    "01000".into(),
+                    format!(
+                        "ROLLBACK cannot undo the {writes} statement(s) that changed data since BEGIN: \
+                         Tessera commits each statement on its own"
+                    ),
+                ),
+            )))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Reads a query response to its end (keeping its rows, which are small:
@@ -1678,6 +1721,7 @@ impl ExtendedQueryHandler for Handler {
         let inferred: Vec<Option<&DataType>> = prepared.params.iter().map(Option::as_ref).collect();
         let params = arrow_pg::datatypes::df::deserialize_parameters(portal, &inferred)?;
         let stmt = prepared.statement.clone();
+        warn_rollback(client, &session, &stmt).await?;
         if let Statement::Sql(s) = &stmt
             && matches!(
                 **s,

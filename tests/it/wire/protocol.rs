@@ -173,6 +173,18 @@ fn session_settings_are_per_connection_and_take_effect() {
             .await
             .unwrap();
         assert_eq!(show(a.simple_query("SHOW application_name").await.unwrap()), "report");
+        // BEGIN … ROLLBACK cannot undo a write: the client is warned.
+        a.batch_execute("CREATE TABLE tx (x BIGINT)").await.unwrap();
+        let m = a
+            .simple_query("BEGIN; INSERT INTO tx VALUES (1); ROLLBACK")
+            .await
+            .unwrap();
+        assert!(!m.is_empty());
+        assert_eq!(
+            id(a.query("SELECT count(*) FROM tx", &[]).await.unwrap()),
+            1,
+            "autocommit, as documented"
+        );
         // What drivers send on connect and on release.
         for sql in [
             "SET extra_float_digits = 3",
