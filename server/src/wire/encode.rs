@@ -75,22 +75,13 @@ pub async fn next_batch(
     session: &Session,
     deadline: Option<(Instant, std::time::Duration)>,
 ) -> Option<Result<RecordBatch, WireError>> {
-    let notified = session.cancel_signal();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-    if session.is_cancelled() {
-        return Some(Err(WireError::Cancelled));
-    }
-    let sleep = async {
-        match deadline {
-            Some((at, _)) => tokio::time::sleep_until(at.into()).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        b = stream.next() => b.map(|b| b.map_err(|e| WireError::from(SqlError::from(e)))),
-        _ = notified => Some(Err(WireError::Cancelled)),
-        _ = sleep => Some(Err(WireError::Timeout(deadline.map(|d| d.1).unwrap_or_default()))),
+    match session
+        .interruptible(deadline, async { Ok(stream.next().await) })
+        .await
+    {
+        Ok(Some(b)) => Some(b.map_err(|e| WireError::from(SqlError::from(e)))),
+        Ok(None) => None,
+        Err(e) => Some(Err(e)),
     }
 }
 

@@ -55,7 +55,7 @@ impl datafusion_pg_catalog::pg_catalog::context::PgCatalogContextProvider for Ro
     }
 }
 
-fn strings(args: &[ColumnarValue], i: usize) -> Result<ArrayRef, DataFusionError> {
+fn argument(args: &[ColumnarValue], i: usize) -> Result<ArrayRef, DataFusionError> {
     let arrays = ColumnarValue::values_to_arrays(args)?;
     arrays
         .get(i)
@@ -99,7 +99,7 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
         DataType::Utf8,
         Volatility::Immutable,
         Arc::new(|args| {
-            let a = strings(args, 0)?;
+            let a = argument(args, 0)?;
             let a = a.as_primitive::<Int64Type>();
             let out: StringArray = a.iter().map(|v| v.map(size_pretty)).collect();
             Ok(ColumnarValue::Array(Arc::new(out)))
@@ -133,7 +133,7 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
             DataType::Boolean,
             Volatility::Stable,
             Arc::new(|args| {
-                let a = strings(args, 0)?;
+                let a = argument(args, 0)?;
                 let out: BooleanArray = (0..a.len()).map(|i| Some(!a.is_null(i))).collect();
                 Ok(ColumnarValue::Array(Arc::new(out)))
             }),
@@ -184,15 +184,15 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
 pub fn size_pretty(bytes: i64) -> String {
     const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
     let mut size = bytes;
-    if size.abs() < 10 * 1024 {
+    if size.unsigned_abs() < 10 * 1024 {
         return format!("{size} bytes");
     }
     for (i, unit) in UNITS.iter().enumerate() {
         // Round half away from zero when dividing by 1024.
         let next = size / 1024;
-        let half = (size.abs() % 1024) >= 512;
+        let half = (size.unsigned_abs() % 1024) >= 512;
         let rounded = if half { next + size.signum() } else { next };
-        if rounded.abs() < 10 * 1024 || i == UNITS.len() - 1 {
+        if rounded.unsigned_abs() < 10 * 1024 || i == UNITS.len() - 1 {
             return format!("{rounded} {unit}");
         }
         size = next;
@@ -209,7 +209,7 @@ pub fn register_session(ctx: &SessionContext, session: Weak<Session>) {
         DataType::Utf8,
         Volatility::Stable,
         Arc::new(move |args| {
-            let names = strings(args, 0)?;
+            let names = argument(args, 0)?;
             let names = names.as_string::<i32>();
             let session = reader
                 .upgrade()
@@ -272,6 +272,7 @@ mod tests {
         assert_eq!(size_pretty(10240), "10 kB");
         assert_eq!(size_pretty(1_000_000), "977 kB");
         assert_eq!(size_pretty(123_456_789), "118 MB");
+        assert_eq!(size_pretty(i64::MIN), "-8192 PB");
         assert!(version_string().starts_with("PostgreSQL 16."));
     }
 }

@@ -410,7 +410,6 @@ async fn describe(
             }
             other => Ok((None, vec![None; count_placeholders(other)])),
         },
-        Statement::Unify(_) => Ok((None, Vec::new())),
         _ => Ok((None, Vec::new())),
     }
 }
@@ -620,35 +619,18 @@ impl Handler {
         deadline: Option<(Instant, std::time::Duration)>,
         fut: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let notified = session.cancel_signal();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if session.is_cancelled() {
-            return Err(WireError::Cancelled);
-        }
-        let sleep = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            r = fut => r,
-            _ = notified => Err(WireError::Cancelled),
-            _ = sleep => Err(WireError::Timeout(deadline.map(|d| d.1).unwrap_or_default())),
-        }
+        session.interruptible(deadline, fut).await
     }
 
     /// Tables a plan reads, as `schema.table` (catalog tables left out),
     /// and whether it calls a table function.
-    fn tables_read(&self, session: &Session, plan: &LogicalPlan) -> (Vec<String>, bool) {
-        let default_schema = session.default_schema();
+    fn tables_read(default_schema: &str, plan: &LogicalPlan) -> (Vec<String>, bool) {
         let mut tables = Vec::new();
         let mut functions = false;
         let _ = plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {
                 let t = &scan.table_name;
-                let schema = t.schema().unwrap_or(&default_schema).to_string();
+                let schema = t.schema().unwrap_or(default_schema).to_string();
                 let table = t.table().to_string();
                 if table.ends_with(')') {
                     functions = true;
@@ -669,12 +651,24 @@ impl Handler {
         })
     }
 
+    /// Checks the role's SELECT on what a plan made in the session reads.
     fn check_read(&self, session: &Session, plan: &LogicalPlan) -> Result<()> {
+        self.check_read_in(session, &session.default_schema(), plan)
+    }
+
+    /// Checks the role's SELECT on what a plan reads, unqualified names
+    /// being in `default_schema`.
+    fn check_read_in(
+        &self,
+        session: &Session,
+        default_schema: &str,
+        plan: &LogicalPlan,
+    ) -> Result<()> {
         let role = self.role(session)?;
         if role.superuser {
             return Ok(());
         }
-        let (tables, functions) = self.tables_read(session, plan);
+        let (tables, functions) = Self::tables_read(default_schema, plan);
         for t in tables {
             if !role.may(Privilege::Select, &t) {
                 return Err(WireError::Permission(format!(
@@ -691,7 +685,11 @@ impl Handler {
         Ok(())
     }
 
-    fn qualified(&self, session: &Session, name: &ast::ObjectName) -> String {
+    /// `schema.table` of a name in a statement the database runs (writes,
+    /// COPY FROM): the database resolves unqualified names in its default
+    /// schema, not the session's `search_path`, so privileges are checked on
+    /// the very table written.
+    fn qualified(name: &ast::ObjectName) -> String {
         let parts: Vec<String> = name
             .0
             .iter()
@@ -702,7 +700,7 @@ impl Handler {
             })
             .collect();
         match parts.as_slice() {
-            [t] => format!("{}.{t}", session.default_schema()),
+            [t] => format!("{}.{t}", tessera_sql::DEFAULT_SCHEMA),
             [s, t] | [_, s, t] => format!("{s}.{t}"),
             _ => name.to_string(),
         }
@@ -714,7 +712,7 @@ impl Handler {
         privilege: Privilege,
         table: &ast::ObjectName,
     ) -> Result<()> {
-        let t = self.qualified(session, table);
+        let t = Self::qualified(table);
         if self.role(session)?.may(privilege, &t) {
             Ok(())
         } else {
@@ -899,24 +897,25 @@ impl Handler {
                 }
                 Ok(Response::Execution(Tag::new("CLOSE CURSOR")))
             }
-            ast::Statement::Copy {
-                source,
+            copy @ ast::Statement::Copy {
                 to: false,
                 target: ast::CopyTarget::Stdin,
-                options,
-                legacy_options,
-                values,
+                ..
             } => {
-                let ast::CopySource::Table {
-                    table_name,
-                    columns,
-                } = &source
+                let ast::Statement::Copy {
+                    source:
+                        ast::CopySource::Table {
+                            table_name,
+                            columns,
+                        },
+                    ..
+                } = &copy
                 else {
                     return Err(WireError::Unsupported("COPY FROM loads a table".into()));
                 };
                 self.require(session, Privilege::Insert, table_name)?;
                 let ncols = if columns.is_empty() {
-                    let name = self.qualified(session, table_name);
+                    let name = Self::qualified(table_name);
                     let (schema, table) = name.split_once('.').unwrap_or(("public", &name));
                     session
                         .ctx
@@ -936,14 +935,7 @@ impl Handler {
                     .tempfile_in(self.shared.db.engine().store().dir())
                     .or_else(|_| tempfile::NamedTempFile::new())?;
                 *session.copy_in.lock() = Some(CopyIn {
-                    statement: ast::Statement::Copy {
-                        source,
-                        to: false,
-                        target: ast::CopyTarget::Stdin,
-                        options,
-                        legacy_options,
-                        values,
-                    },
+                    statement: copy,
                     spool,
                     bytes: 0,
                 });
@@ -1053,14 +1045,12 @@ impl Handler {
                         | ast::Statement::Update(_)
                         | ast::Statement::Delete(_)
                 ) && !self.role(session)?.superuser
-                    && let Ok(plan) = self
-                        .shared
-                        .db
-                        .engine()
-                        .plan_in(&session.ctx, other.clone())
-                        .await
                 {
-                    self.check_read(session, &plan)?;
+                    // Planned where it runs: in the database's own session.
+                    let engine = self.shared.db.engine();
+                    if let Ok(plan) = engine.plan_in(engine.context(), other.clone()).await {
+                        self.check_read_in(session, tessera_sql::DEFAULT_SCHEMA, &plan)?;
+                    }
                 }
                 *session.writes_in_block.lock() += 1;
                 self.run_in_database(session, Statement::Sql(Box::new(other)), format, deadline)

@@ -323,6 +323,33 @@ impl Session {
         self.cancelled.load(Ordering::SeqCst)
     }
 
+    /// Runs `fut` unless this session's statement is cancelled or
+    /// `deadline` (with the timeout it came from) passes first (57014
+    /// either way); `fut` is dropped then.
+    pub async fn interruptible<T>(
+        &self,
+        deadline: Option<(std::time::Instant, Duration)>,
+        fut: impl std::future::Future<Output = Result<T, WireError>>,
+    ) -> Result<T, WireError> {
+        let notified = self.cancel_signal();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_cancelled() {
+            return Err(WireError::Cancelled);
+        }
+        let sleep = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = fut => r,
+            _ = notified => Err(WireError::Cancelled),
+            _ = sleep => Err(WireError::Timeout(deadline.map(|d| d.1).unwrap_or_default())),
+        }
+    }
+
     /// Starts a statement: an earlier cancel no longer applies.
     pub fn begin_statement(&self) {
         self.cancelled.store(false, Ordering::SeqCst);
@@ -385,17 +412,20 @@ pub fn parse_duration_ms(v: &str) -> Result<Option<Duration>, WireError> {
     let n: u64 = num.parse().map_err(|_| {
         WireError::InvalidParameter(format!("invalid value for a duration: \"{v}\""))
     })?;
-    let ms = match unit.trim() {
-        "" | "ms" => n,
-        "s" => n * 1000,
-        "min" => n * 60_000,
-        "h" => n * 3_600_000,
+    let scale: u64 = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "min" => 60_000,
+        "h" => 3_600_000,
         other => {
             return Err(WireError::InvalidParameter(format!(
                 "invalid unit \"{other}\" for a duration: use ms, s, min or h"
             )));
         }
     };
+    let ms = n.checked_mul(scale).ok_or_else(|| {
+        WireError::InvalidParameter(format!("the duration \"{v}\" is out of range"))
+    })?;
     Ok((ms > 0).then(|| Duration::from_millis(ms)))
 }
 
@@ -413,5 +443,6 @@ mod tests {
             Some(Duration::from_secs(2))
         );
         assert!(parse_duration_ms("2 weeks").is_err());
+        assert!(parse_duration_ms("18446744073709551h").is_err());
     }
 }

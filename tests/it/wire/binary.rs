@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{runtime, sqlstate};
+use super::{rss, runtime, sqlstate};
 
 struct Child {
     child: std::process::Child,
@@ -158,20 +158,6 @@ fn a_query_over_the_memory_limit_is_53200_and_the_server_stays_up() {
         assert_eq!(n, 300_000);
     });
     stop(child);
-}
-
-/// Resident anonymous memory of a process (heap and stacks, not the
-/// memory-mapped segment files), in bytes.
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 #[test]

@@ -14,27 +14,13 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 
-use super::{PASSWORD, TestServer, runtime};
+use super::{PASSWORD, TestServer, rss, runtime};
 
 const CONNECTIONS: usize = 50;
 const COPIERS: usize = 5;
 const STREAMERS: usize = 5;
 const BIG_ROWS: i64 = 200_000;
 const COPY_ROWS: usize = 1_000;
-
-/// Resident anonymous memory of a process (heap and stacks, not the
-/// memory-mapped segment files), in bytes.
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

@@ -88,6 +88,31 @@ fn passwords_roles_and_privileges() {
             .await
             .unwrap();
 
+        // A write resolves unqualified names as the database does (in
+        // public), whatever the session's search_path: the privilege is
+        // checked on the table actually written.
+        admin
+            .batch_execute(
+                "CREATE SCHEMA crm; CREATE TABLE crm.orders (id BIGINT, amount DOUBLE);
+                 GRANT INSERT ON crm.orders TO analyst",
+            )
+            .await
+            .unwrap();
+        analyst
+            .batch_execute("SET search_path = crm")
+            .await
+            .unwrap();
+        let e = analyst
+            .simple_query("INSERT INTO orders VALUES (9, 9)")
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{e}");
+        analyst
+            .simple_query("INSERT INTO crm.orders VALUES (9, 9)")
+            .await
+            .unwrap();
+        analyst.batch_execute("RESET search_path").await.unwrap();
+
         // Grants change at once, for connected sessions too.
         admin
             .batch_execute("REVOKE SELECT ON orders FROM analyst")
