@@ -3,6 +3,7 @@
 #   run.sh [rows]            the storage benchmarks (storage_compare.py)
 #   run.sh sql CSV [runs]    the SQL benchmarks over a CSV (sql_compare.py)
 #   run.sh unify DIR [...]   UNIFY's comparison over generated data (unify_compare.py)
+#   run.sh erase DIR [...]   ERASE PROFILE's comparison over generated data (erase_compare.py)
 # Installs DuckDB's Python package (and pyarrow) into ./.venv on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -12,6 +13,10 @@ venv="$root/.venv"
 if [ "${1:-}" = unify ]; then
   shift
   exec "$venv/bin/python" "$root/benches/duckdb/unify_compare.py" "$@"
+fi
+if [ "${1:-}" = erase ]; then
+  shift
+  exec "$venv/bin/python" "$root/benches/duckdb/erase_compare.py" "$@"
 fi
 if [ "${1:-}" = sql ]; then
   shift

@@ -1,9 +1,10 @@
 //! # Tessera's engine: the embeddable `Database`
 //!
 //! [`Database`] is what an application embeds: open a directory (or memory),
-//! run SQL, append Arrow batches, compact, verify. It will also hold the
-//! customer-data domain (identity graph, profiles, segments, governance) and
-//! register its statements into the SQL layer.
+//! run SQL, append Arrow batches, compact, verify. It holds the
+//! customer-data domain (the identity graph and profiles of [`unify`],
+//! [`segments`], the erasure and export of one person's data in
+//! [`privacy`]) and registers its statements into the SQL layer.
 //!
 //! ## A query, from `sql()` to the mapped segment
 //!
@@ -47,6 +48,7 @@ pub mod datagen;
 mod error;
 pub mod functions;
 pub mod identity;
+pub mod privacy;
 pub mod profiles;
 pub mod segments;
 pub mod space;
@@ -102,6 +104,17 @@ struct Inner {
     engine: SqlEngine,
     spaces: Arc<spaces::Spaces>,
     segments: Arc<segments::Segments>,
+    privacy: Arc<privacy::Privacy>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The purge thread ends at its next look.
+        self.privacy
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.privacy.wake.notify_all();
+    }
 }
 
 /// A handle that does not keep a [`Database`] open (for functions
@@ -156,17 +169,28 @@ impl Database {
         let engine = runtime.block_on(SqlEngine::open(store, options))?;
         let spaces = Arc::new(spaces::Spaces::open(&engine)?);
         let segments = Arc::new(segments::Segments::open(&engine, &spaces)?);
+        let privacy = Arc::new(privacy::Privacy::open(&engine, &spaces)?);
+        if engine.store().table(privacy::LOG_TABLE).is_ok() {
+            privacy::provide_view(&engine);
+        }
         functions::register(&engine, &spaces, &segments);
         // Views over profile tables and functions can be planned now.
         runtime.block_on(engine.replay_views());
-        Ok(Database {
+        let db = Database {
             inner: Arc::new(Inner {
                 runtime,
                 engine,
                 spaces,
                 segments,
+                privacy,
             }),
-        })
+        };
+        // Erasures whose purge was due while the database was closed (or
+        // interrupted by a crash) are purged now, in the background.
+        if !db.inner.privacy.pending().is_empty() {
+            privacy::purge::start_purger(&db.inner.privacy, db.downgrade());
+        }
+        Ok(db)
     }
 
     /// The database's Tokio runtime: async callers (the wire server) run
@@ -265,12 +289,39 @@ impl Database {
                     }
                     None => c,
                 };
-                self.inner
+                let everything = c.table.is_none();
+                let due = self.inner.privacy.due();
+                let out = self
+                    .inner
                     .engine
                     .run(tessera_sql::parser::Statement::Compact(c))
-                    .await?
+                    .await?;
+                // Compacting everything purges the erasures made before it.
+                if everything && !due.is_empty() {
+                    privacy::purge::completed(&self.inner.engine, &self.inner.privacy, due)?;
+                }
+                out
             }
             tessera_sql::parser::Statement::Unify(u) => self.unify(&u).await?,
+            tessera_sql::parser::Statement::Erase(e) => self.erase(&e).await?,
+            tessera_sql::parser::Statement::VerifyErasure(v) => privacy::verify::verify(
+                &self.inner.engine,
+                &self.inner.spaces,
+                &self.inner.privacy,
+                &v,
+            )?,
+            tessera_sql::parser::Statement::LiftSuppression(l) => {
+                privacy::verify::lift(&self.inner.engine, &self.inner.spaces, &l)?
+            }
+            tessera_sql::parser::Statement::ExportProfile(e) => {
+                privacy::export::export(
+                    &self.inner.engine,
+                    &self.inner.spaces,
+                    &self.inner.segments,
+                    &e,
+                )
+                .await?
+            }
             tessera_sql::parser::Statement::Segment(s) => self.segment(s).await?,
             other => self.inner.engine.run(other).await?,
         };
@@ -327,6 +378,36 @@ impl Database {
         segments::report(tag, &changed)
     }
 
+    /// `ERASE PROFILE`: see [`privacy`].
+    async fn erase(&self, stmt: &tessera_sql::parser::Erase) -> Result<QueryOutput> {
+        let (engine, spaces, p) = (&self.inner.engine, &self.inner.spaces, &self.inner.privacy);
+        let deadline = engine.options().erasure_deadline;
+        let erased = privacy::erase::erase(engine, spaces, p, stmt, deadline).await?;
+        if !stmt.immediately {
+            privacy::purge::start_purger(p, self.downgrade());
+            p.wake.notify_all();
+            return privacy::erase::output(&erased, None, None);
+        }
+        let purged = privacy::purge::purge(engine, spaces, p).await?;
+        let mine = purged.iter().find(|x| x.request == erased.request);
+        privacy::erase::output(&erased, mine.map(|m| m.at), mine.and_then(|m| m.found))
+    }
+
+    /// Purges the files of every erasure made so far now, without waiting
+    /// for their deadlines (what the background purge does at each one).
+    pub fn purge_erasures(&self) -> Result<Vec<privacy::purge::Purged>> {
+        self.inner.runtime.block_on(privacy::purge::purge(
+            &self.inner.engine,
+            &self.inner.spaces,
+            &self.inner.privacy,
+        ))
+    }
+
+    /// Erasure requests whose files are not purged yet.
+    pub fn pending_erasures(&self) -> Vec<String> {
+        self.inner.privacy.pending()
+    }
+
     /// `UNIFY`: resolves every record of the sources from scratch; see
     /// [`spaces`].
     async fn unify(&self, stmt: &tessera_sql::parser::Unify) -> Result<QueryOutput> {
@@ -337,6 +418,10 @@ impl Database {
         let spec = unify::UnifySpec::from_statement(stmt, engine.store())?;
         let space = spec.name.clone();
         let report = self.inner.spaces.unify(engine, spec).await?;
+        // The new space object keeps suppressing the people erased before.
+        self.inner
+            .privacy
+            .load_suppressions(engine, &self.inner.spaces)?;
         let schema = Arc::new(Schema::new(vec![
             Field::new("space", DataType::Utf8, false),
             Field::new("records", DataType::Int64, false),
@@ -385,12 +470,18 @@ impl Database {
         Ok(self.inner.engine.store().checkpoint()?)
     }
 
-    /// Compacts every table: merges small segments, purges deleted rows.
+    /// Compacts every table: merges small segments, purges deleted rows
+    /// (and so the files of every erasure made before it).
     pub fn compact(&self) -> Result<CompactionReport> {
+        let due = self.inner.privacy.due();
         self.inner
             .runtime
             .block_on(self.inner.spaces.compact_logs(None))?;
-        Ok(self.inner.engine.store().compact()?)
+        let report = self.inner.engine.store().compact()?;
+        if !due.is_empty() {
+            privacy::purge::completed(&self.inner.engine, &self.inner.privacy, due)?;
+        }
+        Ok(report)
     }
 
     /// Verifies every file of the database.

@@ -215,7 +215,8 @@ fn junk(g: &IdentityGraph) -> Vec<ArrayRef> {
 }
 
 fn merges(g: &IdentityGraph) -> Vec<ArrayRef> {
-    let m = g.merges();
+    // The lineage of an erased person is gone with them.
+    let m: Vec<_> = g.merges().iter().filter(|m| !g.merge_erased(m)).collect();
     vec![
         Arc::new(Int64Array::from_iter_values(
             m.iter().map(|r| r.merged as i64),

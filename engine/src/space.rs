@@ -39,17 +39,37 @@ use crate::error::{EngineError, Result};
 use crate::identity::graph::{GraphDelta, IdentityGraph, Merge, ProfileId};
 use crate::unify::{PROFILE_ID, UnifySpec, resolve_batch, time_column};
 
-/// Format of a log entry (the first field of every `delta`).
-const LOG_FORMAT: u32 = 1;
+/// Format of a log entry (the first field of every `delta`): 2 appends
+/// the erased profiles after the delta; format 1 (without them) is still
+/// read.
+const LOG_FORMAT: u32 = 2;
 
 /// Graph changes per log row (a full run writes the graph in chunks).
 pub const LOG_CHUNK: usize = 1 << 16;
 
-/// One row of the log: a format number, then the delta.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct LogEntry {
+/// One row of the log: a format number, the delta, then (format 2) the
+/// profiles it erases.
+#[derive(serde::Serialize)]
+struct LogEntry<'a> {
     format: u32,
-    delta: GraphDelta,
+    delta: &'a GraphDelta,
+    erased: &'a [ProfileId],
+}
+
+/// Decodes a log row (format 1 or 2).
+fn decode_entry(bytes: &[u8]) -> std::result::Result<GraphDelta, String> {
+    let (format, rest) =
+        postcard::take_from_bytes::<u32>(bytes).map_err(|e| format!("no format: {e}"))?;
+    let (mut delta, rest) =
+        postcard::take_from_bytes::<GraphDelta>(rest).map_err(|e| e.to_string())?;
+    match format {
+        1 => {}
+        2 => {
+            delta.erased = postcard::from_bytes(rest).map_err(|e| e.to_string())?;
+        }
+        other => return Err(format!("format {other} is not one this version reads")),
+    }
+    Ok(delta)
 }
 
 /// The columns of the log table.
@@ -67,7 +87,8 @@ pub fn log_rows(delta: GraphDelta, first_seq: i64) -> Result<RecordBatch> {
     for (i, chunk) in delta.split(LOG_CHUNK).into_iter().enumerate() {
         let bytes = postcard::to_allocvec(&LogEntry {
             format: LOG_FORMAT,
-            delta: chunk,
+            delta: &chunk,
+            erased: &chunk.erased,
         })
         .map_err(|e| {
             EngineError::InvalidOption(format!("a graph change cannot be encoded: {e}"))
@@ -110,6 +131,8 @@ pub struct Space {
     /// (starts at 1, so that what depends on writes is redone once after a
     /// restart).
     writes: std::sync::atomic::AtomicU64,
+    /// Identifiers of erased people: records carrying one are dropped.
+    suppressions: crate::privacy::suppress::SharedSuppressions,
 }
 
 /// Where each profile id went, as of the last committed write.
@@ -119,6 +142,8 @@ struct Survivors {
     next: Vec<ProfileId>,
     /// Merges it holds (none: every id maps to itself).
     merges: usize,
+    /// Profiles erased.
+    erased: roaring::RoaringBitmap,
 }
 
 impl Space {
@@ -137,7 +162,13 @@ impl Space {
             writer: Arc::new(tokio::sync::Mutex::new(())),
             survivors: RwLock::new(survivors),
             writes: std::sync::atomic::AtomicU64::new(1),
+            suppressions: Default::default(),
         }
+    }
+
+    /// The space's suppression list (see [`crate::privacy`]).
+    pub fn suppressions(&self) -> &crate::privacy::suppress::SharedSuppressions {
+        &self.suppressions
     }
 
     /// Rebuilds a space's graph from its log.
@@ -205,7 +236,44 @@ impl Space {
             .filter(|(i, p)| **p == *i as u64)
             .filter_map(|(i, _)| u32::try_from(i).ok());
         // Ascending by construction.
-        roaring::RoaringBitmap::from_sorted_iter(live).unwrap_or_default()
+        let mut live = roaring::RoaringBitmap::from_sorted_iter(live).unwrap_or_default();
+        live -= &s.erased;
+        live
+    }
+
+    /// The profiles erased, as of the last committed erasure.
+    pub fn erased(&self) -> roaring::RoaringBitmap {
+        self.survivors.read().erased.clone()
+    }
+
+    /// How many profiles were erased (changes whenever one is).
+    pub fn erasures(&self) -> u64 {
+        self.survivors.read().erased.len()
+    }
+
+    /// An erasure of `profile` is durable.
+    pub fn erase_committed(&self, profile: ProfileId) {
+        if let Ok(p) = u32::try_from(profile) {
+            self.survivors.write().erased.insert(p);
+        }
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A write that changed the graph failed: rebuild it from the log
+    /// before its next use.
+    pub fn mark_stale(&self) {
+        self.state.lock().stale = true;
+    }
+
+    /// The sequence number of the log's next row.
+    pub fn next_seq(st: &SpaceState) -> i64 {
+        st.next_seq
+    }
+
+    /// Takes `rows` sequence numbers of the log.
+    pub fn take_seq(st: &mut SpaceState, rows: usize) {
+        st.next_seq += rows as i64;
     }
 
     /// The current profile of a stored profile id.
@@ -306,6 +374,11 @@ fn survivor_table(graph: &IdentityGraph) -> Survivors {
     Survivors {
         next,
         merges: graph.merges().len(),
+        erased: graph
+            .erased_profiles()
+            .into_iter()
+            .filter_map(|p| u32::try_from(p).ok())
+            .collect(),
     }
 }
 
@@ -337,16 +410,10 @@ fn replay(spec: &UnifySpec, store: &Store) -> Result<(IdentityGraph, i64)> {
     let mut graph = IdentityGraph::new(spec.config.clone(), spec.sources.len());
     let mut next = 0;
     for (seq, bytes) in rows {
-        let entry: LogEntry = postcard::from_bytes(&bytes)
+        let delta = decode_entry(&bytes)
             .map_err(|e| corrupt(&table, &format!("log row {seq} cannot be decoded: {e}")))?;
-        if entry.format != LOG_FORMAT {
-            return Err(corrupt(
-                &table,
-                &format!("log row {seq} has format {}", entry.format),
-            ));
-        }
         graph
-            .apply_delta(&entry.delta)
+            .apply_delta(&delta)
             .map_err(|e| corrupt(&table, &format!("log row {seq}: {e}")))?;
         next = seq + 1;
     }
@@ -407,6 +474,7 @@ impl TableHook for SourceHook {
             merges: Vec::new(),
             profiles: 0,
             done: false,
+            suppressed: std::collections::HashMap::new(),
         }))
     }
 }
@@ -461,6 +529,8 @@ struct SourceWrite {
     merges: Vec<Merge>,
     profiles: u64,
     done: bool,
+    /// Rows dropped as carrying a suppressed identifier, per erasure request.
+    suppressed: std::collections::HashMap<String, u64>,
 }
 
 fn sql_error(e: EngineError) -> SqlError {
@@ -475,6 +545,16 @@ impl HookWrite for SourceWrite {
         let mut st = self.space.state().map_err(sql_error)?;
         self.changed = true;
         let source = &self.space.spec.sources[self.index];
+        let batch = match &*self.space.suppressions.read() {
+            Some(list) if !list.is_empty() => {
+                let (kept, dropped) = list.filter(&st.graph, batch, source).map_err(sql_error)?;
+                for (request, n) in dropped {
+                    *self.suppressed.entry(request).or_default() += n;
+                }
+                kept
+            }
+            _ => batch,
+        };
         let out = resolve_batch(
             &mut st.graph,
             &batch,
@@ -500,7 +580,24 @@ impl HookWrite for SourceWrite {
         self.profiles = st.graph.profiles_created();
         let rows = log_rows(delta, st.next_seq).map_err(sql_error)?;
         st.next_seq += rows.num_rows() as i64;
-        Ok(vec![(Space::log_table(&self.space.spec), rows)])
+        let mut out = vec![(Space::log_table(&self.space.spec), rows)];
+        if !self.suppressed.is_empty() {
+            let table = &self.space.spec.sources[self.index].table;
+            let events: Vec<crate::privacy::Event> = self
+                .suppressed
+                .iter()
+                .map(|(request, n)| crate::privacy::Event {
+                    table: Some(table.clone()),
+                    rows: Some(*n as i64),
+                    ..crate::privacy::Event::new(request, "suppressed")
+                })
+                .collect();
+            out.push((
+                crate::privacy::LOG_TABLE.to_string(),
+                crate::privacy::event_rows(&events).map_err(sql_error)?,
+            ));
+        }
+        Ok(out)
     }
 
     fn committed(mut self: Box<Self>) {

@@ -45,6 +45,10 @@ pub struct EngineOptions {
     /// log record and streams them into new segment files instead (still
     /// atomic; memory stays bounded). 64 MiB by default.
     pub bulk_insert_bytes: usize,
+    /// How long after `ERASE PROFILE` its rows may stay in the database's
+    /// files (deleted from queries already) before a purge rewrites them.
+    /// 24 hours by default.
+    pub erasure_deadline: std::time::Duration,
 }
 
 impl Default for EngineOptions {
@@ -53,6 +57,7 @@ impl Default for EngineOptions {
             pushdown: true,
             memory_limit: None,
             bulk_insert_bytes: 64 << 20,
+            erasure_deadline: std::time::Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -428,8 +433,13 @@ impl SqlEngine {
                 })
             }
             Statement::Sql(s) => self.run_sql(*s).await,
-            Statement::Unify(_) | Statement::Segment(_) => Err(SqlError::Unsupported(
-                "UNIFY and SEGMENT statements outside the engine; run them through tessera_engine::Database".into(),
+            Statement::Unify(_)
+            | Statement::Segment(_)
+            | Statement::Erase(_)
+            | Statement::VerifyErasure(_)
+            | Statement::LiftSuppression(_)
+            | Statement::ExportProfile(_) => Err(SqlError::Unsupported(
+                "UNIFY, SEGMENT and erasure statements outside the engine; run them through tessera_engine::Database".into(),
             )),
         }
     }
@@ -456,6 +466,11 @@ impl SqlEngine {
         let mut cat = self.catalog.lock().clone();
         cat.set_extension(key, value);
         self.save_catalog(cat)
+    }
+
+    /// The options the engine was opened with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
     }
 
     /// The hooks the layers above attach to tables.

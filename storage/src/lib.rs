@@ -73,6 +73,7 @@ mod codec;
 mod commit;
 pub mod dv;
 mod error;
+mod grep;
 pub mod index;
 mod io;
 pub mod manifest;
@@ -91,6 +92,7 @@ mod zonemap;
 
 pub use bulk::{BulkLoad, LoadTarget};
 pub use error::{Error, Result};
+pub use grep::{FindReport, Found};
 pub use io::{DirLock, OsVfs, Vfs, WritableFile};
 pub use predicate::{CmpOp, Predicate};
 pub use scan::{

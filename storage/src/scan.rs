@@ -501,11 +501,27 @@ impl PartitionIter {
                 continue;
             };
             let batch = self.decode(i)?;
-            let (batch, positions) = match keep {
-                Keep::All => (batch, None),
-                Keep::Rows(rows) => (pick(&batch, &rows, lo as u32)?, Some(rows)),
+            let (batch, positions) = match (keep, self.filter_predicate()) {
+                // Rows the predicate and the deletions keep, found first,
+                // picked once: the columns of the other rows (strings
+                // above all) are never copied.
+                (Keep::Rows(rows), Some(pred)) => {
+                    let mask = pred.evaluate(&batch)?;
+                    let lo32 = lo as u32;
+                    // Ascending, as `rows` is.
+                    let kept = RoaringBitmap::from_sorted_iter(rows.iter().filter(|r| {
+                        let j = (r - lo32) as usize;
+                        j < mask.len() && arrow::array::Array::is_valid(&mask, j) && mask.value(j)
+                    }))
+                    .map_err(|e| Error::InvalidInput(format!("cannot select rows: {e}")))?;
+                    if kept.is_empty() {
+                        continue;
+                    }
+                    (pick(&batch, &kept, lo32)?, Some(kept))
+                }
+                (Keep::Rows(rows), None) => (pick(&batch, &rows, lo as u32)?, Some(rows)),
+                (Keep::All, _) => self.apply_filter(batch, None, lo)?,
             };
-            let (batch, positions) = self.apply_filter(batch, positions, lo)?;
             if batch.num_rows() == 0 {
                 continue;
             }
@@ -583,6 +599,15 @@ impl PartitionIter {
                 }
             }
         }
+    }
+
+    /// The predicate rows must pass here (not one the selection answered
+    /// exactly).
+    fn filter_predicate(&self) -> Option<&Predicate> {
+        self.part
+            .predicate
+            .as_ref()
+            .filter(|_| !self.part.selection.is_exact())
     }
 
     fn apply_filter(

@@ -1187,6 +1187,7 @@ impl Shared {
         let base = Arc::clone(&self.version.read());
         // 2. Write sealed in-memory segments as files.
         let mut tables = BTreeMap::new();
+        let mut fresh: Vec<Arc<Segment>> = Vec::new();
         for (name, t) in &base.tables {
             let mut segments = t.segments.clone();
             for m in t.memory.iter().filter(|m| m.sealed && m.rows > 0) {
@@ -1209,6 +1210,7 @@ impl Shared {
                     m.id,
                     m.rows,
                 )?);
+                fresh.push(Arc::clone(&seg));
                 segments.push(SegmentView {
                     seg,
                     deletes: Arc::clone(&m.deletes),
@@ -1305,6 +1307,14 @@ impl Shared {
             .values()
             .flat_map(|t| t.segments.iter().map(|s| s.seg.id()))
             .collect();
+        // A segment written from memory just now that the plan dropped (its
+        // table was replaced or dropped) was never published: its file goes
+        // with its last handle, below.
+        for seg in &fresh {
+            if !live_ids.contains(&seg.id()) {
+                seg.mark_obsolete();
+            }
+        }
         {
             let mut v = self.version.write();
             let mut next = Version {

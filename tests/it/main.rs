@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod identity;
+mod privacy;
 mod segment;
 mod sql;
 mod storage;

@@ -80,3 +80,36 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
 }
+
+/// The generator's tables for `persons` people at `seed`, by table, and
+/// the true person of every row: (table, row key) -> person.
+pub type Generated = (
+    std::collections::HashMap<&'static str, Vec<arrow::array::RecordBatch>>,
+    std::collections::HashMap<(String, i64), i64>,
+);
+
+/// Generates the multi-channel test data with its ground truth.
+pub fn generated(persons: u64, seed: u64) -> Generated {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    use tessera_engine::datagen::{GenOptions, Generator};
+    let mut batches: std::collections::HashMap<&str, Vec<arrow::array::RecordBatch>> =
+        std::collections::HashMap::new();
+    for chunk in Generator::new(GenOptions::new(persons, seed)) {
+        for (t, b) in chunk.tables {
+            batches.entry(t).or_default().push(b);
+        }
+    }
+    let mut truth = std::collections::HashMap::new();
+    for b in batches.get("truth").into_iter().flatten() {
+        let (s, r, p) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_primitive::<Int64Type>(),
+            b.column(2).as_primitive::<Int64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            truth.insert((s.value(i).to_string(), r.value(i)), p.value(i));
+        }
+    }
+    (batches, truth)
+}

@@ -45,10 +45,12 @@ use hashbrown::hash_map::HashMap;
 use super::normalize::{Normalizer, Region};
 
 mod delta;
+mod erase;
 mod junk;
 
 use delta::Mark;
 pub use delta::{GraphDelta, NewNode};
+pub use erase::ErasedProfile;
 pub use junk::JunkDetector;
 
 /// Now, in microseconds since the Unix epoch.
@@ -159,6 +161,9 @@ pub struct IdentityGraph {
     roots: Vec<u32>,
     /// Retired profile -> survivor.
     retired: HashMap<ProfileId, ProfileId>,
+    /// Profiles erased (`ERASE PROFILE`): their values are blank and out
+    /// of the index, their records gone from the sources.
+    erased: hashbrown::HashSet<ProfileId>,
     merges: Vec<Merge>,
     junk: HashMap<(u8, String), JunkReason>,
     /// Values marked junk, in the order they were (for the log).
@@ -208,6 +213,7 @@ impl IdentityGraph {
             strong: Vec::new(),
             roots: Vec::new(),
             retired: HashMap::new(),
+            erased: hashbrown::HashSet::new(),
             merges: Vec::new(),
             junk,
             junk_log: Vec::new(),
@@ -267,7 +273,7 @@ impl IdentityGraph {
 
     /// Number of live profiles.
     pub fn live_profiles(&self) -> u64 {
-        self.roots.len() as u64 - self.retired.len() as u64
+        self.roots.len() as u64 - self.retired.len() as u64 - self.erased.len() as u64
     }
 
     /// The surviving profile of `id` (itself unless merged away).
@@ -310,6 +316,10 @@ impl IdentityGraph {
         self.node_records.push(0);
         self.node_first.push(NO_FIRST);
         self.node_last.push(NO_LAST);
+        if v.is_empty() {
+            // An erased value (replayed from a log): never looked up.
+            return node;
+        }
         let h = self.hash(kind, v);
         let Self {
             index,
@@ -629,26 +639,30 @@ impl IdentityGraph {
 
     /// Every value with its kind and current profile.
     pub fn identifiers(&self) -> impl Iterator<Item = (usize, &str, ProfileId)> + '_ {
-        (0..self.parent.len() as u32).map(move |n| {
-            (
-                usize::from(self.kinds[n as usize]),
-                self.value(n),
-                self.profile[self.find_const(n) as usize],
-            )
-        })
+        (0..self.parent.len() as u32)
+            .filter(|n| !self.is_erased_node(*n))
+            .map(move |n| {
+                (
+                    usize::from(self.kinds[n as usize]),
+                    self.value(n),
+                    self.profile[self.find_const(n) as usize],
+                )
+            })
     }
 
     /// Every value with its kind, current profile, the records that
     /// carried it, and when it was first and last seen.
     pub fn identifier_details(&self) -> impl Iterator<Item = IdentifierRow<'_>> + '_ {
-        (0..self.parent.len()).map(move |n| IdentifierRow {
-            kind: usize::from(self.kinds[n]),
-            value: self.value(n as u32),
-            profile: self.profile[self.find_const(n as u32) as usize],
-            records: u64::from(self.node_records[n]),
-            first_seen: seen(self.node_first[n], NO_FIRST),
-            last_seen: seen(self.node_last[n], NO_LAST),
-        })
+        (0..self.parent.len())
+            .filter(|n| !self.is_erased_node(*n as u32))
+            .map(move |n| IdentifierRow {
+                kind: usize::from(self.kinds[n]),
+                value: self.value(n as u32),
+                profile: self.profile[self.find_const(n as u32) as usize],
+                records: u64::from(self.node_records[n]),
+                first_seen: seen(self.node_first[n], NO_FIRST),
+                last_seen: seen(self.node_last[n], NO_LAST),
+            })
     }
 
     /// How a value came to be in its profile: the profile it joined when
@@ -669,7 +683,8 @@ impl IdentityGraph {
 
     /// The live profiles, in id order.
     pub fn live_profile_ids(&self) -> impl Iterator<Item = ProfileId> + '_ {
-        (0..self.roots.len() as ProfileId).filter(|p| !self.retired.contains_key(p))
+        (0..self.roots.len() as ProfileId)
+            .filter(|p| !self.retired.contains_key(p) && !self.erased.contains(p))
     }
 
     /// Records of profile `p` per source (in source order).

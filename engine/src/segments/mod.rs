@@ -21,7 +21,7 @@
 //! `EVERY 'interval'` (checked before each statement; see [`Segments::due`]).
 
 pub mod expr;
-mod store;
+pub(crate) mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,7 +81,7 @@ impl SegmentDef {
 
 /// What a mapping of members was computed for: (the space object's
 /// address, the merges it had committed).
-type MappedFor = (usize, usize);
+type MappedFor = (usize, usize, u64);
 
 /// A segment at run time: its definition and latest version.
 #[derive(Debug)]
@@ -111,7 +111,11 @@ impl Segment {
     /// `space` since.
     pub fn members(&self, space: &Space) -> Arc<RoaringBitmap> {
         // A re-run UNIFY replaces the space object: its merges are new.
-        let key = (std::ptr::from_ref(space) as usize, space.merges_committed());
+        let key = (
+            std::ptr::from_ref(space) as usize,
+            space.merges_committed(),
+            space.erasures(),
+        );
         let mut m = self.mapped.lock();
         if let Some((seen, b)) = &*m
             && *seen == key
@@ -128,7 +132,13 @@ impl Segment {
 /// profile since counts as that profile.
 pub fn as_current(space: &Space, members: &RoaringBitmap) -> RoaringBitmap {
     if space.merges_committed() == 0 {
-        return members.clone();
+        // An erased person is nobody's member, even in a version computed
+        // before the erasure.
+        return if space.erasures() == 0 {
+            members.clone()
+        } else {
+            members - space.erased()
+        };
     }
     let mut ids: Vec<u32> = members
         .iter()
@@ -137,6 +147,9 @@ pub fn as_current(space: &Space, members: &RoaringBitmap) -> RoaringBitmap {
     ids.sort_unstable();
     ids.dedup();
     let mut b = RoaringBitmap::from_sorted_iter(ids).unwrap_or_default();
+    if space.erasures() > 0 {
+        b -= space.erased();
+    }
     b.optimize();
     b
 }

@@ -259,3 +259,78 @@ pub fn history(store: &Store, space: &Space, name: &str) -> Result<Vec<Version>>
         .map(|(_, v)| v)
         .collect())
 }
+
+/// Adds to `m` the rewrite of every stored version (of every segment of
+/// the space) that counts one of `ids`, without them: an erased person
+/// leaves no membership behind, present or past. `snapshot` is the
+/// writer's. Returns the versions rewritten.
+pub fn scrub(
+    snapshot: &tessera_sql::storage::Snapshot,
+    space: &Space,
+    ids: &RoaringBitmap,
+    m: &mut Mutation,
+) -> Result<usize> {
+    let t = table(space);
+    let Ok(snap) = snapshot.table(&t) else {
+        return Ok(0);
+    };
+    let scan = snap.scan(&ScanOptions {
+        row_ids: true,
+        ..ScanOptions::default()
+    })?;
+    let mut gone = Vec::new();
+    for part in scan.partitions {
+        for b in part {
+            let b = b?;
+            let (Some(names), Some(members), Some(row_ids)) = (
+                b.column_by_name("segment")
+                    .and_then(|c| c.as_string_opt::<i32>()),
+                b.column_by_name("members")
+                    .and_then(|c| c.as_binary_opt::<i32>()),
+                b.column_by_name(tessera_sql::storage::ROW_ID_COLUMN)
+                    .and_then(|c| {
+                        c.as_primitive_opt::<tessera_sql::datafusion::arrow::datatypes::UInt64Type>(
+                        )
+                    }),
+            ) else {
+                return Err(EngineError::InvalidDefinition(format!(
+                    "segment memberships {t} lack a column"
+                )));
+            };
+            let col = |n: &str| b.column_by_name(n);
+            let (Some(versions), Some(at), Some(secs)) = (
+                col("version").and_then(|c| c.as_primitive_opt::<Int64Type>()),
+                col("refreshed_at").and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>()),
+                col("seconds").and_then(|c| c.as_primitive_opt::<Float64Type>()),
+            ) else {
+                return Err(EngineError::InvalidDefinition(format!(
+                    "segment memberships {t} lack a column"
+                )));
+            };
+            for i in 0..b.num_rows() {
+                let bitmap = RoaringBitmap::deserialize_from(members.value(i)).map_err(|e| {
+                    EngineError::InvalidDefinition(format!(
+                        "segment memberships {t}: a bitmap cannot be read: {e}"
+                    ))
+                })?;
+                if bitmap.is_disjoint(ids) {
+                    continue;
+                }
+                gone.push(row_ids.value(i));
+                let v = Version {
+                    number: versions.value(i),
+                    refreshed_at: at.value(i),
+                    seconds: secs.value(i),
+                    members: Arc::new(bitmap - ids),
+                    writes_seen: 0,
+                };
+                m.append(&t, row(names.value(i), &v)?);
+            }
+        }
+    }
+    let n = gone.len();
+    if n > 0 {
+        m.delete(&t, gone);
+    }
+    Ok(n)
+}

@@ -743,11 +743,18 @@ impl Handler {
         let deadline = self.deadline(session);
         let s = match statement {
             Statement::Sql(s) => *s,
+            Statement::ExportProfile(e) => {
+                self.require_superuser(session, "EXPORT PROFILE")?;
+                return self.export_profile(session, e, format, deadline).await;
+            }
             other => {
                 let what = match &other {
                     Statement::Unify(_) => "UNIFY",
                     Statement::Segment(_) => "SEGMENT statements",
                     Statement::Compact(_) => "COMPACT",
+                    Statement::Erase(_) => "ERASE PROFILE",
+                    Statement::VerifyErasure(_) => "VERIFY ERASURE",
+                    Statement::LiftSuppression(_) => "LIFT SUPPRESSION",
                     _ => "VERIFY",
                 };
                 self.require_superuser(session, what)?;
@@ -1188,6 +1195,43 @@ impl Handler {
                 "COPY {filename}: server files may be read or written only inside the directories listed by --copy-dir"
             )))
         }
+    }
+
+    /// `EXPORT PROFILE … TO STDOUT` sends the JSON document as the data
+    /// of a COPY, as psql prints it; `TO 'file'` writes a server file, in
+    /// the directories `--copy-dir` allows.
+    async fn export_profile(
+        &self,
+        session: &Arc<Session>,
+        e: tessera_sql::parser::ExportProfile,
+        format: &Format,
+        deadline: Option<(Instant, std::time::Duration)>,
+    ) -> Result<Response> {
+        if let Some(file) = &e.to {
+            self.check_copy_path(&ast::CopyTarget::File {
+                filename: file.clone(),
+            })?;
+            return self
+                .run_in_database(session, Statement::ExportProfile(e), format, deadline)
+                .await;
+        }
+        let db = self.shared.db.clone();
+        let out = self
+            .guarded(
+                session,
+                deadline,
+                self.work(async move { Ok(db.run_async(Statement::ExportProfile(e)).await?) }),
+            )
+            .await?;
+        let mut text = out
+            .batches
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<StringArray>())
+            .map(|a| a.value(0).to_string())
+            .unwrap_or_default();
+        text.push('\n');
+        let data = futures::stream::iter([Ok(CopyData::new(bytes::Bytes::from(text)))]);
+        Ok(Response::CopyOut(CopyResponse::new(0, 1, data)))
     }
 
     async fn copy_out(

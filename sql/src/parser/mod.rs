@@ -7,6 +7,7 @@
 //! parsed by sqlparser and kept as its AST.
 
 mod compact;
+mod erase;
 mod segment;
 mod unify;
 mod verify;
@@ -18,6 +19,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 pub use compact::Compact;
+pub use erase::{Erase, ExportProfile, LiftSuppression, ProfileTarget, VerifyErasure};
 pub use segment::{
     AlterSegment, AlterSegmentChange, CreateSegment, DropSegment, RefreshPolicy, RefreshSegment,
     SegmentBody, SegmentSet, SegmentStatement,
@@ -40,6 +42,14 @@ pub enum Statement {
     Unify(Unify),
     /// `CREATE`, `ALTER`, `DROP` and `REFRESH` `SEGMENT` (run by the engine)
     Segment(SegmentStatement),
+    /// `ERASE PROFILE …` (run by the engine)
+    Erase(Erase),
+    /// `VERIFY ERASURE 'id' [FOR …]` (run by the engine)
+    VerifyErasure(VerifyErasure),
+    /// `LIFT SUPPRESSION 'id'` (run by the engine)
+    LiftSuppression(LiftSuppression),
+    /// `EXPORT PROFILE … TO …` (run by the engine)
+    ExportProfile(ExportProfile),
 }
 
 impl fmt::Display for Statement {
@@ -50,6 +60,10 @@ impl fmt::Display for Statement {
             Statement::Verify(s) => write!(f, "{s}"),
             Statement::Unify(s) => write!(f, "{s}"),
             Statement::Segment(s) => write!(f, "{s}"),
+            Statement::Erase(s) => write!(f, "{s}"),
+            Statement::VerifyErasure(s) => write!(f, "{s}"),
+            Statement::LiftSuppression(s) => write!(f, "{s}"),
+            Statement::ExportProfile(s) => write!(f, "{s}"),
         }
     }
 }
@@ -66,11 +80,18 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         }
         let stmt = if segment::starts(&parser) {
             Statement::Segment(SegmentStatement::parse(&mut parser)?)
+        } else if Erase::starts(&parser) {
+            Statement::Erase(Erase::parse(&mut parser)?)
+        } else if ExportProfile::starts(&parser) {
+            Statement::ExportProfile(ExportProfile::parse(&mut parser)?)
+        } else if VerifyErasure::starts(&parser) {
+            Statement::VerifyErasure(VerifyErasure::parse(&mut parser)?)
         } else {
             match leading_word(&parser).as_deref() {
                 Some("COMPACT") => Statement::Compact(Compact::parse(&mut parser)?),
                 Some("VERIFY") => Statement::Verify(Verify::parse(&mut parser)?),
                 Some("UNIFY") => Statement::Unify(Unify::parse(&mut parser)?),
+                Some("LIFT") => Statement::LiftSuppression(LiftSuppression::parse(&mut parser)?),
                 _ => Statement::Sql(Box::new(parser.parse_statement()?)),
             }
         };

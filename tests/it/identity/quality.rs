@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use tessera_engine::Database;
-use tessera_engine::datagen::{GenOptions, Generator, TILL_EMAIL, ddl};
+use tessera_engine::datagen::{TILL_EMAIL, ddl};
 use tessera_engine::engine_arrow::array::{Array, AsArray, RecordBatch};
 use tessera_engine::engine_arrow::datatypes::Int64Type;
 use tessera_engine::identity::graph::{GraphConfig, IdentityGraph, JunkReason, KindSpec};
@@ -119,23 +119,7 @@ fn records(batches: &HashMap<&str, Vec<RecordBatch>>) -> Vec<Record> {
 #[test]
 fn unify_reaches_the_quality_bar_on_generated_data() {
     let persons: u64 = tessera_tests::env_or("TESSERA_UNIFY_PERSONS", 100_000);
-    let mut batches: HashMap<&str, Vec<RecordBatch>> = HashMap::new();
-    for chunk in Generator::new(GenOptions::new(persons, 42)) {
-        for (t, b) in chunk.tables {
-            batches.entry(t).or_default().push(b);
-        }
-    }
-    let mut truth: HashMap<(String, i64), i64> = HashMap::new();
-    for b in &batches["truth"] {
-        let (s, r, p) = (
-            b.column(0).as_string::<i32>(),
-            b.column(1).as_primitive::<Int64Type>(),
-            b.column(2).as_primitive::<Int64Type>(),
-        );
-        for i in 0..b.num_rows() {
-            truth.insert((s.value(i).to_string(), r.value(i)), p.value(i));
-        }
-    }
+    let (batches, truth) = tessera_tests::generated(persons, 42);
     let records = records(&batches);
 
     // The user's path: tables loaded through the append API, the documented

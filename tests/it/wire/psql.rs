@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use super::{PASSWORD, TestServer};
+use super::{PASSWORD, TestServer, runtime, sqlstate};
 
 fn psql(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
@@ -190,4 +190,84 @@ fn backslash_copy_both_ways_and_a_failing_script() {
         None,
     ));
     assert_eq!(count.trim(), "6");
+}
+
+#[test]
+fn a_person_is_exported_and_erased_over_psql() {
+    let server = TestServer::start();
+    ok(&psql(
+        &server,
+        &[
+            "-f",
+            "-",
+        ],
+        Some(
+            "CREATE TABLE contacts (id BIGINT NOT NULL, email TEXT, phone TEXT);
+             INSERT INTO contacts VALUES (1, 'Marie.Curie@gmail.com', '06 12 34 56 78'), (2, 'paul@example.org', NULL);
+             UNIFY people FROM contacts (email, phone) WITH (phone.region = 'FR');
+             CREATE ROLE analyst LOGIN PASSWORD 'analyst-pw';
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO analyst;\n",
+        ),
+    ));
+    // The export comes out on psql's standard output, as one JSON document.
+    let doc = ok(&psql(
+        &server,
+        &[
+            "-c",
+            "EXPORT PROFILE WHERE email = 'mariecurie@gmail.com' TO STDOUT",
+        ],
+        None,
+    ));
+    let doc: serde_json::Value =
+        serde_json::from_str(doc.trim()).unwrap_or_else(|e| panic!("{e}: {doc}"));
+    assert_eq!(
+        doc["sources"]["public.contacts"][0]["phone"],
+        "06 12 34 56 78"
+    );
+    assert_eq!(doc["identifiers"].as_array().unwrap().len(), 2);
+    // A file outside --copy-dir is refused.
+    let out = psql(
+        &server,
+        &[
+            "-v",
+            "VERBOSITY=verbose",
+            "-c",
+            "EXPORT PROFILE 0 TO '/tmp/marie.json'",
+        ],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("42501"));
+    // Only a superuser erases.
+    runtime().block_on(async {
+        let analyst = server.connect_as("analyst", "analyst-pw").await.unwrap();
+        let e = analyst
+            .simple_query("ERASE PROFILE 0 IMMEDIATELY")
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501");
+    });
+    let out = ok(&psql(
+        &server,
+        &[
+            "-A",
+            "-c",
+            "ERASE PROFILE WHERE phone = '+33612345678' IMMEDIATELY",
+        ],
+        None,
+    ));
+    assert!(
+        out.contains("request_id|space|profile_id|rows_erased"),
+        "{out}"
+    );
+    let count = ok(&psql(
+        &server,
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "SELECT count(*) FROM contacts; SELECT found FROM erasure_requests",
+        ],
+        None,
+    ));
+    assert_eq!(count.split_whitespace().collect::<Vec<_>>(), ["1", "0"]);
 }

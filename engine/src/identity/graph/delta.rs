@@ -9,6 +9,7 @@ pub(super) struct Mark {
     pub(super) nodes: usize,
     pub(super) merges: usize,
     pub(super) junk: usize,
+    pub(super) erased: Vec<ProfileId>,
     dirty_nodes: Vec<u32>,
     node_dirty: Vec<bool>,
     dirty_profiles: Vec<ProfileId>,
@@ -72,6 +73,11 @@ pub struct GraphDelta {
     /// The graph's counters after the delta (`None` in all but the last
     /// chunk of a split delta).
     pub stats: Option<GraphStats>,
+    /// Profiles erased (`ERASE PROFILE`), applied last. Not part of the
+    /// struct's encoding: the log writes it after the rest (log format 2),
+    /// so that format-1 rows still decode.
+    #[serde(skip)]
+    pub erased: Vec<ProfileId>,
 }
 
 impl GraphDelta {
@@ -83,6 +89,7 @@ impl GraphDelta {
             && self.node_stats.is_empty()
             && self.profile_stats.is_empty()
             && self.stats.is_none()
+            && self.erased.is_empty()
     }
 
     /// Cuts the delta into chunks of at most `items` entries each that,
@@ -93,7 +100,8 @@ impl GraphDelta {
             + self.merges.len()
             + self.junk.len()
             + self.node_stats.len()
-            + self.profile_stats.len();
+            + self.profile_stats.len()
+            + self.erased.len();
         if total <= items {
             return vec![self];
         }
@@ -138,6 +146,7 @@ impl GraphDelta {
         }
         out.push(GraphDelta {
             stats: self.stats,
+            erased: self.erased,
             ..GraphDelta::default()
         });
         out
@@ -167,9 +176,10 @@ impl IdentityGraph {
         dirty_profiles.sort_unstable();
         let profile_stats = dirty_profiles
             .into_iter()
-            .filter(|p| !self.retired.contains_key(p))
+            .filter(|p| !self.retired.contains_key(p) && !self.erased.contains(p))
             .map(|p| self.profile_stat(p))
             .collect();
+        let erased = mark.erased;
         self.mark = Mark {
             nodes: self.parent.len(),
             merges: self.merges.len(),
@@ -183,6 +193,7 @@ impl IdentityGraph {
             node_stats,
             profile_stats,
             stats: Some(self.stats.clone()),
+            erased,
         }
     }
 
@@ -257,6 +268,11 @@ impl IdentityGraph {
         if let Some(s) = &d.stats {
             self.stats = s.clone();
         }
+        for p in &d.erased {
+            if !self.erased.contains(p) {
+                self.erase_profile(*p)?;
+            }
+        }
         // What replay changed is logged already.
         self.mark = Mark {
             nodes: self.parent.len(),
@@ -318,6 +334,7 @@ impl IdentityGraph {
             node_stats,
             profile_stats,
             stats: Some(self.stats.clone()),
+            erased: self.erased_profiles(),
         }
     }
 }
