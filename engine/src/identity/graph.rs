@@ -148,6 +148,10 @@ pub struct IdentityGraph {
     index: HashTable<u32>,
     /// Union-find.
     parent: Vec<u32>,
+    /// The next value of the same profile: one circular list per component
+    /// (a union splices two lists in O(1)), so a profile's values are found
+    /// without looking at every value.
+    ring: Vec<u32>,
     rank: Vec<u8>,
     /// At a root: its profile.
     profile: Vec<ProfileId>,
@@ -206,6 +210,7 @@ impl IdentityGraph {
             kinds: Vec::new(),
             index: HashTable::new(),
             parent: Vec::new(),
+            ring: Vec::new(),
             rank: Vec::new(),
             profile: Vec::new(),
             born: Vec::new(),
@@ -307,6 +312,7 @@ impl IdentityGraph {
         self.spans.push((start, v.len() as u32));
         self.kinds.push(kind);
         self.parent.push(node);
+        self.ring.push(node);
         self.rank.push(0);
         self.profile.push(0);
         self.born.push(0);
@@ -510,6 +516,8 @@ impl IdentityGraph {
     fn attach(&mut self, node: u32, root: u32) {
         self.born[node as usize] = self.profile[root as usize];
         self.parent[node as usize] = root;
+        self.ring[node as usize] = self.ring[root as usize];
+        self.ring[root as usize] = node;
         self.tally(node, root);
     }
 
@@ -565,6 +573,7 @@ impl IdentityGraph {
             self.rank[root as usize] = self.rank[root as usize].saturating_add(1);
         }
         self.parent[child as usize] = root;
+        self.ring.swap(child as usize, root as usize);
         let stride = self.config.kinds.len();
         for i in 0..stride {
             let add = self.counts[child as usize * stride + i];

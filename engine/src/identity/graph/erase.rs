@@ -72,8 +72,15 @@ impl IdentityGraph {
         let ids = self.ids_of(p);
         let mut values = Vec::new();
         let mut records = Vec::new();
-        for n in 0..self.parent.len() as u32 {
-            if self.find_const(n) != root || self.is_erased_node(n) {
+        let mut members = vec![root];
+        let mut n = self.ring[root as usize];
+        while n != root {
+            members.push(n);
+            n = self.ring[n as usize];
+        }
+        members.sort_unstable();
+        for n in members {
+            if self.is_erased_node(n) {
                 continue;
             }
             let kind = self.kinds[n as usize];
@@ -197,5 +204,52 @@ mod tests {
         // suppresses it before it gets here).
         let again = g.add_record(&[(1, "marie@example.com")], 0, None).unwrap();
         assert!(again > paul);
+    }
+
+    #[test]
+    fn each_profile_ring_holds_exactly_its_values() {
+        let mut g = graph();
+        let mut x: u64 = 7;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        for _ in 0..5000 {
+            let (c, e, d) = (next(900), next(1200), next(300));
+            let raw = [
+                (0, format!("C{c}")),
+                (1, format!("p{e}@example.com")),
+                (2, format!("dev-{d}")),
+            ];
+            let keep = next(7) as usize;
+            let rec: Vec<(usize, &str)> = raw
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| keep & (1 << i) != 0 || keep == 0)
+                .map(|(_, (k, v))| (*k, v.as_str()))
+                .collect();
+            g.add_record(&rec, 0, None);
+        }
+        assert!(!g.merges().is_empty());
+        let mut replayed = IdentityGraph::new(g.config().clone(), 1);
+        replayed.apply_delta(&g.full_delta()).unwrap();
+        for graph in [&g, &replayed] {
+            for n in 0..graph.parent.len() as u32 {
+                let root = graph.find_const(n);
+                let mut ring = vec![n];
+                let mut m = graph.ring[n as usize];
+                while m != n {
+                    ring.push(m);
+                    m = graph.ring[m as usize];
+                }
+                assert!(ring.iter().all(|m| graph.find_const(*m) == root));
+                let size = (0..graph.parent.len() as u32)
+                    .filter(|m| graph.find_const(*m) == root)
+                    .count();
+                assert_eq!(ring.len(), size, "value {n}");
+            }
+        }
     }
 }
