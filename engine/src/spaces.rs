@@ -244,6 +244,8 @@ impl Spaces {
         // (SQLSTATE 40001) instead of writing rows without profile ids.
         let space = Arc::new(Space::new(spec, store.clone(), graph, next_seq));
         if let Some(p) = &previous {
+            // People erased before stay suppressed from the first write on.
+            *space.suppressions().write() = p.suppressions().read().clone();
             self.detach(engine, p);
         }
         for (i, s) in space.spec.sources.iter().enumerate() {
