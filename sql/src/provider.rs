@@ -522,39 +522,43 @@ async fn insert(table: TesseraTable, mut input: SendableRecordBatchStream) -> Re
             return bulk_insert(table, gathered, n, input).await;
         }
     }
-    if n > 0 {
-        commit_appends(
-            &table.store,
-            &table.hooks,
-            &table.name,
-            gathered,
-            Mutation::new(),
-        )
-        .await
-        .map_err(SqlError::into_datafusion)?;
+    if n == 0 {
+        return Ok(0);
     }
-    Ok(n)
+    // The rows stored: a hook may drop some (an erased person's, suppressed).
+    commit_appends(
+        &table.store,
+        &table.hooks,
+        &table.name,
+        gathered,
+        Mutation::new(),
+    )
+    .await
+    .map_err(SqlError::into_datafusion)
 }
 
 /// Appends `batches` (the table's columns) to `table` and commits them with
 /// `m` in one log record; a hook on the table fills its generated columns
-/// and adds its rows to the same commit.
+/// and adds its rows to the same commit. Returns the rows appended to
+/// `table` (the hook may have dropped some).
 pub(crate) async fn commit_appends(
     store: &Store,
     hooks: &crate::hook::Hooks,
     table: &str,
     batches: Vec<RecordBatch>,
     mut m: Mutation,
-) -> Result<(), SqlError> {
+) -> Result<u64, SqlError> {
     let mut hw = match hooks.get(table) {
         Some(h) => Some(h.begin_write(table).await?),
         None => None,
     };
+    let mut written = 0u64;
     for b in batches {
         let b = match &mut hw {
             Some(w) => w.rows(b)?,
             None => b,
         };
+        written += b.num_rows() as u64;
         m.append(table, b);
     }
     if let Some(w) = &mut hw {
@@ -568,7 +572,7 @@ pub(crate) async fn commit_appends(
     if let Some(w) = hw {
         w.committed();
     }
-    Ok(())
+    Ok(written)
 }
 
 /// A hook attached to `table` after the statement began (a `UNIFY` made it

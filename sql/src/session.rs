@@ -592,6 +592,7 @@ impl SqlEngine {
             tessera_storage::Mutation::new(),
         )
         .await
+        .map(|_| ())
     }
 
     async fn run_sql(&self, stmt: ast::Statement) -> Result<QueryOutput> {

@@ -462,8 +462,10 @@ fn erase_immediately_purges_and_verifies_in_one_statement() {
         ),
         1
     );
-    db.sql("INSERT INTO events VALUES (14, 'tablet-family-7', NULL), (15, 'laptop-marie-1', NULL), (16, NULL, 'MarieCurie@gmail.com')")
+    let out = db
+        .execute("INSERT INTO events VALUES (14, 'tablet-family-7', NULL), (15, 'laptop-marie-1', NULL), (16, NULL, 'MarieCurie@gmail.com')")
         .unwrap();
+    assert_eq!(out[0].tag, "INSERT 0 1", "the tag counts the rows stored");
     assert_eq!(int(&db, "SELECT count(*) FROM events WHERE id >= 14"), 1);
     assert_eq!(
         int(&db, "SELECT sum(suppressed_records) FROM erasure_requests"),
