@@ -57,6 +57,15 @@ impl EngineError {
         }
     }
 
+    /// Corruption (XX001) of the stored table `table`, which the engine
+    /// keeps (a graph log, segment memberships, the audit tables).
+    pub(crate) fn corrupt_table(table: &str, detail: String) -> Self {
+        EngineError::Sql(SqlError::Storage(tessera_sql::storage::Error::Corruption {
+            path: std::path::PathBuf::from(table),
+            detail,
+        }))
+    }
+
     /// The PostgreSQL SQLSTATE for this error.
     pub fn sqlstate(&self) -> &'static str {
         match self {

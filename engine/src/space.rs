@@ -421,10 +421,7 @@ fn replay(spec: &UnifySpec, store: &Store) -> Result<(IdentityGraph, i64)> {
 }
 
 fn corrupt(table: &str, detail: &str) -> EngineError {
-    EngineError::Sql(SqlError::Storage(tessera_sql::storage::Error::Corruption {
-        path: std::path::PathBuf::from(table),
-        detail: format!("identity graph log {table}: {detail}"),
-    }))
+    EngineError::corrupt_table(table, format!("identity graph log {table}: {detail}"))
 }
 
 /// The hook on one source of a space: fills `profile_id` on every write
@@ -609,7 +606,7 @@ impl HookWrite for SourceWrite {
 impl Drop for SourceWrite {
     fn drop(&mut self) {
         if self.changed && !self.done {
-            self.space.state.lock().stale = true;
+            self.space.mark_stale();
         }
     }
 }

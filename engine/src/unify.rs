@@ -246,6 +246,23 @@ impl UnifySpec {
     }
 }
 
+impl UnifySpec {
+    /// The index of identifier kind `kind` (any case, spaces around), or
+    /// 22023 naming the kinds the space has.
+    pub fn kind_index(&self, kind: &str) -> Result<usize> {
+        let kind = kind.trim().to_lowercase();
+        let kinds = &self.config.kinds;
+        kinds.iter().position(|k| k.name == kind).ok_or_else(|| {
+            let names: Vec<&str> = kinds.iter().map(|k| k.name.as_str()).collect();
+            EngineError::InvalidOption(format!(
+                "\"{kind}\" is not an identifier kind of profile space {} (kinds: {})",
+                self.name,
+                names.join(", ")
+            ))
+        })
+    }
+}
+
 fn unknown_kind(config: &GraphConfig, kind: &str) -> EngineError {
     let names: Vec<&str> = config.kinds.iter().map(|k| k.name.as_str()).collect();
     EngineError::InvalidOption(format!(

@@ -183,14 +183,8 @@ fn space_named(spaces: &Spaces, name: &str) -> DfResult<Arc<Space>> {
 
 /// The index of kind `kind` in `space`.
 fn kind_index(space: &Space, kind: &str) -> DfResult<usize> {
-    let kind = kind.trim().to_lowercase();
-    let kinds = &space.spec.config.kinds;
-    kinds.iter().position(|k| k.name == kind).ok_or_else(|| {
-        let names: Vec<&str> = kinds.iter().map(|k| k.name.as_str()).collect();
-        invalid(format!(
-            "\"{kind}\" is not an identifier kind of profile space {} (kinds: {})",
-            space.spec.name,
-            names.join(", ")
-        ))
-    })
+    space
+        .spec
+        .kind_index(kind)
+        .map_err(crate::EngineError::into_datafusion)
 }

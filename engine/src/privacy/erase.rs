@@ -40,6 +40,9 @@ pub struct Erased {
     pub segment_versions: usize,
     /// The values to look for once purged (raw and normalised).
     pub needles: Vec<Vec<u8>>,
+    /// When its purge is due (microseconds since the Unix epoch; now for
+    /// `IMMEDIATELY`).
+    pub deadline: i64,
 }
 
 /// An erasure ready to commit.
@@ -112,18 +115,7 @@ pub(crate) fn resolve(
             (p, None)
         }
         ProfileTarget::Identifier { kind, value } => {
-            let k = config
-                .kinds
-                .iter()
-                .position(|s| s.name == *kind)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = config.kinds.iter().map(|k| k.name.as_str()).collect();
-                    EngineError::InvalidOption(format!(
-                        "\"{kind}\" is not an identifier kind of profile space {} (kinds: {})",
-                        spec.name,
-                        names.join(", ")
-                    ))
-                })?;
+            let k = spec.kind_index(kind)?;
             let norm = config.kinds[k]
                 .normalizer
                 .apply(value, config.region)
@@ -285,11 +277,15 @@ pub async fn erase(
 
         let request = request_id();
         let now = now_micros();
-        let due = now.saturating_add(i64::try_from(deadline.as_micros()).unwrap_or(i64::MAX));
+        let due = if stmt.immediately {
+            now
+        } else {
+            now.saturating_add(i64::try_from(deadline.as_micros()).unwrap_or(i64::MAX))
+        };
         let mut events = vec![Event {
             subject: Some(subject),
             space: Some(format!("{}.{}", spec.schema, spec.name)),
-            deadline: Some(if stmt.immediately { now } else { due }),
+            deadline: Some(due),
             ..Event::new(&request, "received")
         }];
         for (table, n) in &rows {
@@ -332,6 +328,7 @@ pub async fn erase(
             identifiers: gone.values.len(),
             segment_versions,
             needles,
+            deadline: due,
         };
         Ok(Prepared {
             erased,
@@ -366,15 +363,10 @@ pub async fn erase(
             list.insert(kind, hash, erased.request.clone());
         }
     }
-    let due = if stmt.immediately {
-        now_micros()
-    } else {
-        now_micros().saturating_add(i64::try_from(deadline.as_micros()).unwrap_or(i64::MAX))
-    };
     privacy.pending.lock().insert(
         erased.request.clone(),
         Pending {
-            deadline: due,
+            deadline: erased.deadline,
             needles: erased.needles.clone(),
         },
     );

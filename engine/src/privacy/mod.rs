@@ -184,12 +184,7 @@ fn read_all(store: &Store, table: &str) -> Result<Vec<RecordBatch>> {
 }
 
 fn corrupt(table: &str, what: &str) -> EngineError {
-    EngineError::Sql(tessera_sql::SqlError::Storage(
-        tessera_sql::storage::Error::Corruption {
-            path: std::path::PathBuf::from(table),
-            detail: format!("{table}: {what}"),
-        },
-    ))
+    EngineError::corrupt_table(table, format!("{table}: {what}"))
 }
 
 /// Reads `erasure_log`.

@@ -193,14 +193,8 @@ fn read(store: &Store, space: &Space, only: Option<&str>) -> Result<Vec<(String,
         predicate: only.map(|n| Predicate::eq("segment", Value::Str(n.to_string()))),
         ..ScanOptions::default()
     })?;
-    let corrupt = |what: &str| {
-        EngineError::Sql(tessera_sql::SqlError::Storage(
-            tessera_sql::storage::Error::Corruption {
-                path: std::path::PathBuf::from(&t),
-                detail: format!("segment memberships {t}: {what}"),
-            },
-        ))
-    };
+    let corrupt =
+        |what: &str| EngineError::corrupt_table(&t, format!("segment memberships {t}: {what}"));
     let mut out = Vec::new();
     for part in scan.partitions {
         for b in part {

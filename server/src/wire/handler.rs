@@ -1227,8 +1227,9 @@ impl Handler {
             .batches
             .first()
             .and_then(|b| b.column(0).as_any().downcast_ref::<StringArray>())
+            .filter(|a| !tessera_sql::datafusion::arrow::array::Array::is_empty(*a))
             .map(|a| a.value(0).to_string())
-            .unwrap_or_default();
+            .ok_or_else(|| WireError::Internal("EXPORT PROFILE returned no document".into()))?;
         text.push('\n');
         let data = futures::stream::iter([Ok(CopyData::new(bytes::Bytes::from(text)))]);
         Ok(Response::CopyOut(CopyResponse::new(0, 1, data)))

@@ -56,20 +56,27 @@ fn serve_with(
     (Child { child, lines: rx }, port, seen)
 }
 
+/// A client of the server on `port` as `tessera`.
+async fn client(
+    port: u16,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let conninfo =
+        format!("host=127.0.0.1 port={port} user=tessera password={password} dbname=tessera");
+    let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
 fn connect(port: u16, password: &str) -> Result<(), String> {
     runtime().block_on(async {
-        let conninfo =
-            format!("host=127.0.0.1 port={port} user=tessera password={password} dbname=tessera");
-        match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(conn);
-                client
-                    .batch_execute(
-                        "CREATE TABLE IF NOT EXISTS kept (x BIGINT); INSERT INTO kept VALUES (1)",
-                    )
-                    .await
-                    .map_err(|e| sqlstate(&e))
-            }
+        match client(port, password).await {
+            Ok(client) => client
+                .batch_execute(
+                    "CREATE TABLE IF NOT EXISTS kept (x BIGINT); INSERT INTO kept VALUES (1)",
+                )
+                .await
+                .map_err(|e| sqlstate(&e)),
             Err(e) => Err(sqlstate(&e)),
         }
     })
@@ -133,11 +140,7 @@ fn a_query_over_the_memory_limit_is_53200_and_the_server_stays_up() {
         &["--memory-limit-mb", "2"],
     );
     runtime().block_on(async {
-        let conninfo = format!("host=127.0.0.1 port={port} user=tessera password=pw dbname=tessera");
-        let (c, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let c = client(port, "pw").await.unwrap();
         c.batch_execute(
             "CREATE TABLE t (id BIGINT, label TEXT);
              INSERT INTO t SELECT value, 'a label long enough to take memory ' || value FROM generate_series(1, 300000)",
@@ -168,11 +171,7 @@ fn a_large_result_streams_through_both_protocols_in_bounded_memory() {
     let (child, port, _) = serve_with(&dir.path().join("db"), Some("pw"), &[]);
     let pid = child.child.id();
     runtime().block_on(async {
-        let conninfo = format!("host=127.0.0.1 port={port} user=tessera password=pw dbname=tessera");
-        let (c, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let c = client(port, "pw").await.unwrap();
         c.batch_execute(&format!(
             "CREATE TABLE wide (id BIGINT NOT NULL, payload TEXT);
              INSERT INTO wide SELECT value, repeat('x', 150) || value FROM generate_series(1, {ROWS})"
