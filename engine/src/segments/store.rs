@@ -287,9 +287,10 @@ pub fn scrub(
                         )
                     }),
             ) else {
-                return Err(EngineError::InvalidDefinition(format!(
-                    "segment memberships {t} lack a column"
-                )));
+                return Err(EngineError::corrupt_table(
+                    &t,
+                    format!("segment memberships {t}: a column is missing"),
+                ));
             };
             let col = |n: &str| b.column_by_name(n);
             let (Some(versions), Some(at), Some(secs)) = (
@@ -297,15 +298,17 @@ pub fn scrub(
                 col("refreshed_at").and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>()),
                 col("seconds").and_then(|c| c.as_primitive_opt::<Float64Type>()),
             ) else {
-                return Err(EngineError::InvalidDefinition(format!(
-                    "segment memberships {t} lack a column"
-                )));
+                return Err(EngineError::corrupt_table(
+                    &t,
+                    format!("segment memberships {t}: a column is missing"),
+                ));
             };
             for i in 0..b.num_rows() {
                 let bitmap = RoaringBitmap::deserialize_from(members.value(i)).map_err(|e| {
-                    EngineError::InvalidDefinition(format!(
-                        "segment memberships {t}: a bitmap cannot be read: {e}"
-                    ))
+                    EngineError::corrupt_table(
+                        &t,
+                        format!("segment memberships {t}: a bitmap cannot be read: {e}"),
+                    )
                 })?;
                 if bitmap.is_disjoint(ids) {
                     continue;
