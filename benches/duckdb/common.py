@@ -1,6 +1,7 @@
 """Helpers shared by the DuckDB comparison scripts."""
 
 import statistics
+import subprocess
 import time
 
 
@@ -23,3 +24,13 @@ def fetch_arrow(con, q):
         if hasattr(res, name):
             return getattr(res, name)()
     raise RuntimeError("this DuckDB cannot return Arrow tables")
+
+
+def tessera(binary, db, sql):
+    """Runs `tessera sql` over db with the statements sql: (seconds, stdout)."""
+    t = time.perf_counter()
+    out = subprocess.run([binary, "sql", "--db", db, "--command=" + sql],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"tessera failed: {out.stderr}")
+    return time.perf_counter() - t, out.stdout

@@ -26,11 +26,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 
 import duckdb
+
+from common import tessera
 
 SOURCES = [
     ("crm_contacts", "customer_id", ["email", "phone"]),
@@ -45,15 +46,6 @@ UNIFY = """UNIFY customers
        web_events (device_id = anonymous_id, email = user_email),
        support_tickets (email, phone)
   WITH (phone.region = 'FR', customer_id.limit = 1, email.limit = 3);"""
-
-
-def tessera(binary, db, sql):
-    t = time.perf_counter()
-    out = subprocess.run([binary, "sql", "--db", db, "--command=" + sql],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"tessera failed: {out.stderr}")
-    return time.perf_counter() - t, out.stdout
 
 
 def found_in(directory, needles):

@@ -4,6 +4,7 @@
 #   run.sh sql CSV [runs]    the SQL benchmarks over a CSV (sql_compare.py)
 #   run.sh unify DIR [...]   UNIFY's comparison over generated data (unify_compare.py)
 #   run.sh erase DIR [...]   ERASE PROFILE's comparison over generated data (erase_compare.py)
+#   run.sh consent DIR [...] has_consent and segments for a purpose (consent_compare.py)
 # Installs DuckDB's Python package (and pyarrow) into ./.venv on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -17,6 +18,10 @@ fi
 if [ "${1:-}" = erase ]; then
   shift
   exec "$venv/bin/python" "$root/benches/duckdb/erase_compare.py" "$@"
+fi
+if [ "${1:-}" = consent ]; then
+  shift
+  exec "$venv/bin/python" "$root/benches/duckdb/consent_compare.py" "$@"
 fi
 if [ "${1:-}" = sql ]; then
   shift

@@ -105,6 +105,7 @@ struct Inner {
     spaces: Arc<spaces::Spaces>,
     segments: Arc<segments::Segments>,
     privacy: Arc<privacy::Privacy>,
+    consents: Arc<privacy::consent::Consents>,
 }
 
 impl Drop for Inner {
@@ -173,7 +174,8 @@ impl Database {
         if engine.store().table(privacy::LOG_TABLE).is_ok() {
             privacy::provide_view(&engine);
         }
-        functions::register(&engine, &spaces, &segments);
+        let consents = Arc::new(privacy::consent::Consents::open(&engine)?);
+        functions::register(&engine, &spaces, &segments, &consents);
         // Views over profile tables and functions can be planned now.
         runtime.block_on(engine.replay_views());
         let db = Database {
@@ -183,6 +185,7 @@ impl Database {
                 spaces,
                 segments,
                 privacy,
+                consents,
             }),
         };
         // Erasures whose purge was due while the database was closed (or
@@ -323,6 +326,11 @@ impl Database {
                 .await?
             }
             tessera_sql::parser::Statement::Segment(s) => self.segment(s).await?,
+            tessera_sql::parser::Statement::AlterUnify(a) => {
+                self.inner
+                    .consents
+                    .alter(&self.inner.engine, &self.inner.spaces, &a)?
+            }
             other => self.inner.engine.run(other).await?,
         };
         self.after_statement().await?;
@@ -351,6 +359,14 @@ impl Database {
             .await
     }
 
+    fn segment_context(&self) -> functions::segment::Context {
+        functions::segment::Context::new(
+            Arc::clone(&self.inner.spaces),
+            Arc::clone(&self.inner.segments),
+            Arc::clone(&self.inner.consents),
+        )
+    }
+
     /// `CREATE`, `ALTER`, `DROP` and `REFRESH` `SEGMENT`.
     async fn segment(&self, stmt: tessera_sql::parser::SegmentStatement) -> Result<QueryOutput> {
         use tessera_sql::parser::SegmentStatement as S;
@@ -358,7 +374,7 @@ impl Database {
         let (tag, changed) = match &stmt {
             S::Create(c) => {
                 let created = segs.create(engine, spaces, c).await?;
-                functions::provide_segments_table(engine, spaces, segs);
+                functions::provide_segments_table(engine, &self.segment_context());
                 ("CREATE SEGMENT", vec![created])
             }
             S::Alter(a) => ("ALTER SEGMENT", vec![segs.alter(engine, spaces, a).await?]),
@@ -498,13 +514,17 @@ impl Database {
     /// !recent_buyers | vip'`), computed on their bitmaps: what the SQL
     /// function `segment_count` returns, without planning a query.
     pub fn segment_count(&self, expr: &str) -> Result<u64> {
+        self.segment_count_for(expr, None)
+    }
+
+    /// The size of a set expression counting only the profiles that
+    /// consent to `purpose` (with `Some`): what `segment_count(expr,
+    /// purpose)` returns.
+    pub fn segment_count_for(&self, expr: &str, purpose: Option<&str>) -> Result<u64> {
         let e = segments::expr::parse(expr)?;
-        functions::segment::Context::new(
-            Arc::clone(&self.inner.spaces),
-            Arc::clone(&self.inner.segments),
-        )
-        .count(&e)
-        .map_err(|e| EngineError::Sql(SqlError::from(e)))
+        self.segment_context()
+            .count(&e, purpose)
+            .map_err(|e| EngineError::Sql(SqlError::from(e)))
     }
 
     /// The profile space whose profile table is `name` (`name` or

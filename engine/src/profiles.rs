@@ -125,6 +125,32 @@ impl ProfileTable {
         };
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
+
+    /// The rows of the profile table (kind `Profiles`) for the live
+    /// profiles among `ids` only, in id order: what a segment's members
+    /// read, without building every profile's row.
+    pub fn profile_rows_for(&self, ids: &roaring::RoaringBitmap) -> Result<RecordBatch> {
+        let st = self.space.state()?;
+        let g = &st.graph;
+        let live: Vec<ProfileId> = ids
+            .iter()
+            .map(ProfileId::from)
+            .filter(|p| g.is_live(*p))
+            .collect();
+        let held = live
+            .iter()
+            .map(|p| {
+                g.profile_values(*p)
+                    .into_iter()
+                    .map(|(k, v)| format!("{}:{v}", kind_name(g, k)))
+                    .collect()
+            })
+            .collect();
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            profile_columns(g, &live, held),
+        )?)
+    }
 }
 
 fn kind_name(g: &IdentityGraph, k: usize) -> &str {
@@ -133,14 +159,25 @@ fn kind_name(g: &IdentityGraph, k: usize) -> &str {
 
 fn profiles(g: &IdentityGraph) -> Vec<ArrayRef> {
     let ids: Vec<ProfileId> = g.live_profile_ids().collect();
-    let mut held: HashMap<ProfileId, Vec<String>> = HashMap::with_capacity(ids.len());
+    let mut by_profile: HashMap<ProfileId, Vec<String>> = HashMap::with_capacity(ids.len());
     let mut rows: Vec<_> = g.identifier_details().collect();
     rows.sort_by(|a, b| (a.profile, a.kind, a.value).cmp(&(b.profile, b.kind, b.value)));
     for r in rows {
-        held.entry(r.profile)
-            .or_default()
-            .push(format!("{}:{}", kind_name(g, r.kind), r.value));
+        by_profile.entry(r.profile).or_default().push(format!(
+            "{}:{}",
+            kind_name(g, r.kind),
+            r.value
+        ));
     }
+    let held = ids
+        .iter()
+        .map(|p| by_profile.remove(p).unwrap_or_default())
+        .collect();
+    profile_columns(g, &ids, held)
+}
+
+/// The profile table's columns for `ids`, each holding `held[i]`.
+fn profile_columns(g: &IdentityGraph, ids: &[ProfileId], held: Vec<Vec<String>>) -> Vec<ArrayRef> {
     let seen: Vec<(Option<i64>, Option<i64>)> = ids.iter().map(|p| g.profile_seen(*p)).collect();
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(ids.iter().map(|p| *p as i64))),
@@ -162,8 +199,8 @@ fn profiles(g: &IdentityGraph) -> Vec<ArrayRef> {
             ))));
     }
     let mut list = ListBuilder::new(StringBuilder::new());
-    for p in &ids {
-        for v in held.get(p).into_iter().flatten() {
+    for values in &held {
+        for v in values {
             list.values().append_value(v);
         }
         list.append(true);
@@ -246,6 +283,12 @@ pub trait ComputedRows: std::fmt::Debug + Send + Sync + 'static {
     fn columns(&self) -> SchemaRef;
     /// The rows, as of now.
     fn compute(&self) -> DfResult<RecordBatch>;
+    /// The rows, where only the columns of `projection` (all with `None`)
+    /// need real values: the others may be left empty.
+    fn compute_projected(&self, projection: Option<&[usize]>) -> DfResult<RecordBatch> {
+        let _ = projection;
+        self.compute()
+    }
 }
 
 impl ComputedRows for ProfileTable {
@@ -255,6 +298,27 @@ impl ComputedRows for ProfileTable {
 
     fn compute(&self) -> DfResult<RecordBatch> {
         self.rows().map_err(crate::EngineError::into_datafusion)
+    }
+
+    /// `SELECT count(*) FROM customers WHERE …` does not build every
+    /// profile's identifier list (the costly column).
+    fn compute_projected(&self, projection: Option<&[usize]>) -> DfResult<RecordBatch> {
+        let list = self.schema.fields().len() - 1;
+        match (self.kind, projection) {
+            (ProfileTableKind::Profiles, Some(p)) if !p.contains(&list) => {
+                let st = self
+                    .space
+                    .state()
+                    .map_err(crate::EngineError::into_datafusion)?;
+                let ids: Vec<ProfileId> = st.graph.live_profile_ids().collect();
+                let empty = vec![Vec::new(); ids.len()];
+                Ok(RecordBatch::try_new(
+                    Arc::clone(&self.schema),
+                    profile_columns(&st.graph, &ids, empty),
+                )?)
+            }
+            _ => self.compute(),
+        }
     }
 }
 
@@ -281,7 +345,9 @@ impl<T: ComputedRows> TableProvider for Computed<T> {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         Ok(MemorySourceConfig::try_new_exec(
-            &[vec![self.0.compute()?]],
+            &[vec![
+                self.0.compute_projected(projection.map(Vec::as_slice))?,
+            ]],
             self.0.columns(),
             projection.cloned(),
         )?)

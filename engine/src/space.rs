@@ -282,7 +282,7 @@ impl Space {
     }
 
     /// Maps a column of stored profile ids to current ones.
-    fn map_ids(&self, ids: &Int64Array) -> Int64Array {
+    pub(crate) fn map_ids(&self, ids: &Int64Array) -> Int64Array {
         let s = self.survivors.read();
         if s.merges == 0 {
             return ids.clone();

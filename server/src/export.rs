@@ -6,6 +6,11 @@
 //! `segment_changes('name', V)` (`profile_id`, `change`, `at`, `version`)
 //! joined with the profile table, so a sync job sends only who entered and
 //! who exited since the version it last sent.
+//!
+//! With `--purpose p` only the profiles consenting to `p` are written
+//! (`segment('name', purpose => 'p')`; in a delta, the entered ones: an
+//! exit is always sent, so the tool stops addressing the person), and the
+//! export says how many were left out.
 
 use std::path::Path;
 
@@ -18,6 +23,9 @@ pub struct Exported {
     pub rows: u64,
     /// The segment's version exported.
     pub version: i64,
+    /// With a purpose: the members (or entered profiles) left out for
+    /// lack of consent to it.
+    pub left_out: Option<u64>,
 }
 
 /// The file format: given, or from the file's extension.
@@ -54,6 +62,7 @@ pub fn run(
     to: &Path,
     changes_since: Option<i64>,
     given_format: Option<&str>,
+    purpose: Option<&str>,
 ) -> tessera_engine::Result<Exported> {
     let fmt = format(to, given_format)?;
     let n = quote(name);
@@ -77,12 +86,38 @@ pub fn run(
             )));
         }
     };
-    let query = match changes_since {
-        None => format!("SELECT * FROM segment('{n}') ORDER BY profile_id"),
-        Some(v) => format!(
-            "SELECT * FROM segment_changes('{n}', {v}) ch LEFT JOIN {space} p USING (profile_id) \
-             ORDER BY ch.change, profile_id"
+    let p = purpose.map(quote);
+    let consents = |id: &str| match &p {
+        Some(p) => format!("has_consent({id}, '{p}', '{}')", quote(&space)),
+        None => "true".to_string(),
+    };
+    let (query, left_out) = match changes_since {
+        None => (
+            match &p {
+                Some(p) => format!("SELECT * FROM segment('{n}', '{p}') ORDER BY profile_id"),
+                None => format!("SELECT * FROM segment('{n}') ORDER BY profile_id"),
+            },
+            p.as_ref()
+                .map(|p| format!("SELECT segment_count('{n}') - segment_count('{n}', '{p}')")),
         ),
+        Some(v) => (
+            format!(
+                "SELECT * FROM segment_changes('{n}', {v}) ch LEFT JOIN {space} p USING (profile_id) \
+                 WHERE ch.change = 'exited' OR {} ORDER BY ch.change, profile_id",
+                consents("ch.profile_id")
+            ),
+            p.as_ref().map(|_| {
+                format!(
+                    "SELECT count(*) FROM segment_changes('{n}', {v}) \
+                     WHERE change = 'entered' AND NOT {}",
+                    consents("profile_id")
+                )
+            }),
+        ),
+    };
+    let left_out = match left_out {
+        Some(q) => Some(count(&db.sql(&q)?)?),
+        None => None,
     };
     let out = db.execute(&format!(
         "COPY ({query}) TO '{}' WITH (FORMAT {fmt}{})",
@@ -94,5 +129,22 @@ pub fn run(
         .and_then(|o| o.tag.strip_prefix("COPY "))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    Ok(Exported { rows, version })
+    Ok(Exported {
+        rows,
+        version,
+        left_out,
+    })
+}
+
+/// The one number a counting query returns.
+fn count(
+    batches: &[tessera_engine::engine_arrow::array::RecordBatch],
+) -> tessera_engine::Result<u64> {
+    let text = match batches.iter().find(|b| b.num_rows() > 0) {
+        Some(b) => {
+            tessera_engine::engine_arrow::util::display::array_value_to_string(b.column(0), 0)?
+        }
+        None => "0".into(),
+    };
+    Ok(text.parse().unwrap_or(0))
 }

@@ -77,6 +77,11 @@ enum Command {
         /// csv, ndjson or parquet.
         #[arg(long)]
         format: Option<String>,
+        /// Write only the profiles that consent to this purpose (the
+        /// space's consent record, ALTER UNIFY … SET CONSENT), and say how
+        /// many were left out.
+        #[arg(long)]
+        purpose: Option<String>,
     },
     /// Serve the database over the PostgreSQL wire protocol (psql, BI
     /// tools, drivers). On a database without roles, creates the superuser
@@ -254,14 +259,22 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             to,
             changes_since,
             format,
+            purpose,
         } => {
             let db = open(&db)?;
             let started = std::time::Instant::now();
-            let done =
-                export::run(&db, &name, &to, changes_since, format.as_deref()).map_err(|e| {
-                    eprintln!("{}", print::error(&e));
-                    ExitCode::FAILURE
-                })?;
+            let done = export::run(
+                &db,
+                &name,
+                &to,
+                changes_since,
+                format.as_deref(),
+                purpose.as_deref(),
+            )
+            .map_err(|e| {
+                eprintln!("{}", print::error(&e));
+                ExitCode::FAILURE
+            })?;
             let what = match changes_since {
                 Some(v) => format!("changes since version {v}"),
                 None => "members".to_string(),
@@ -273,6 +286,9 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 to.display(),
                 started.elapsed().as_secs_f64()
             );
+            if let (Some(p), Some(n)) = (&purpose, done.left_out) {
+                println!("left out {n} without consent to {p}");
+            }
         }
         Command::Serve {
             db,

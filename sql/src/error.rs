@@ -59,6 +59,13 @@ pub enum SqlError {
     /// The object is kept by Tessera itself and users may not change it.
     #[error("{0}")]
     ReadOnly(String),
+    /// A column's type does not fit the use a statement makes of it.
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    /// The object is not set up for what the statement asks (a profile
+    /// space without a consent source asked for consent).
+    #[error("{0}")]
+    NotInPrerequisiteState(String),
     /// A file named in a statement cannot be opened, read or written.
     #[error("could not access file \"{}\": {source}", path.display())]
     File {
@@ -136,6 +143,8 @@ impl SqlError {
             SqlError::DependentObjects(_) => "2BP01",
             SqlError::WrongObjectType(_) => "42809",
             SqlError::ReadOnly(_) => "42501",
+            SqlError::DatatypeMismatch(_) => "42804",
+            SqlError::NotInPrerequisiteState(_) => "55000",
             SqlError::StringTooLong(_) => "22001",
             SqlError::BadFileFormat(_) => "22P04",
             SqlError::NumericOutOfRange(_) => "22003",

@@ -28,6 +28,7 @@ pub mod copy;
 mod error;
 pub mod exec;
 pub mod hook;
+mod named;
 pub mod parser;
 pub mod provider;
 pub mod pushdown;

@@ -74,7 +74,8 @@ pub struct QueryOutput {
 }
 
 impl QueryOutput {
-    fn command(tag: impl Into<String>) -> Self {
+    /// The output of a statement that returns no rows, only its tag.
+    pub fn command(tag: impl Into<String>) -> Self {
         Self {
             schema: Arc::new(Schema::empty()),
             batches: Vec::new(),
@@ -145,6 +146,8 @@ pub struct SqlEngine {
     hooks: Hooks,
     /// Tables the layers above provide (storage names), not stored here.
     provided: Mutex<std::collections::BTreeSet<String>>,
+    /// Parameter names of the table functions that take named arguments.
+    table_params: crate::named::TableParams,
 }
 
 impl std::fmt::Debug for SqlEngine {
@@ -242,6 +245,7 @@ impl SqlEngine {
             progress: Mutex::new(None),
             hooks: Hooks::default(),
             provided: Mutex::new(Default::default()),
+            table_params: Default::default(),
         };
         for s in &catalog.schemas {
             engine.register_schema(s)?;
@@ -277,6 +281,18 @@ impl SqlEngine {
     /// The store underneath.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Registers the table function `name`, whose arguments may also be
+    /// given by name (`name => value`) in the order of `params`.
+    pub fn register_table_function(
+        &self,
+        name: &str,
+        function: Arc<dyn datafusion::catalog::TableFunctionImpl>,
+        params: &[&str],
+    ) {
+        self.ctx.register_udtf(name, function);
+        self.table_params.set(name, params);
     }
 
     /// The DataFusion session (for registering functions and tables).
@@ -317,8 +333,9 @@ impl SqlEngine {
     pub async fn plan_in(
         &self,
         ctx: &SessionContext,
-        stmt: ast::Statement,
+        mut stmt: ast::Statement,
     ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        self.table_params.bind(&mut stmt)?;
         let state = ctx.state();
         Ok(state
             .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
@@ -438,7 +455,8 @@ impl SqlEngine {
             | Statement::Erase(_)
             | Statement::VerifyErasure(_)
             | Statement::LiftSuppression(_)
-            | Statement::ExportProfile(_) => Err(SqlError::Unsupported(
+            | Statement::ExportProfile(_)
+            | Statement::AlterUnify(_) => Err(SqlError::Unsupported(
                 "UNIFY, SEGMENT and erasure statements outside the engine; run them through tessera_engine::Database".into(),
             )),
         }
@@ -595,8 +613,9 @@ impl SqlEngine {
         .map(|_| ())
     }
 
-    async fn run_sql(&self, stmt: ast::Statement) -> Result<QueryOutput> {
+    async fn run_sql(&self, mut stmt: ast::Statement) -> Result<QueryOutput> {
         use ast::Statement as S;
+        self.table_params.bind(&mut stmt)?;
         match stmt {
             S::CreateTable(ct) => self.create_table(ct).await,
             S::Drop {

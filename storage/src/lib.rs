@@ -97,7 +97,7 @@ pub use io::{DirLock, OsVfs, Vfs, WritableFile};
 pub use predicate::{CmpOp, Predicate};
 pub use scan::{
     PartitionIter, ROW_ID_COLUMN, ScanOptions, ScanPartition, ScanReport, Snapshot, TableScan,
-    TableSnapshot, TableStats, split_row_id,
+    TableSnapshot, TableStats, VersionToken, split_row_id,
 };
 pub use store::{CompactionReport, Mutation, Options, Store, WriteGuard};
 pub use table::{TableMeta, TableOptions};

@@ -92,6 +92,11 @@ pub struct TableSnapshot {
     table: Arc<TableVersion>,
 }
 
+/// Names one version of a table without keeping it alive: see
+/// [`TableSnapshot::version_token`].
+#[derive(Debug, Clone)]
+pub struct VersionToken(std::sync::Weak<TableVersion>);
+
 /// What to scan.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
@@ -206,6 +211,19 @@ impl ScanPartition {
 impl TableSnapshot {
     pub(crate) fn from_version(table: Arc<TableVersion>) -> Self {
         Self { table }
+    }
+
+    /// A token naming this version of the table without holding it (its
+    /// files can go as soon as no snapshot needs them).
+    pub fn version_token(&self) -> VersionToken {
+        VersionToken(Arc::downgrade(&self.table))
+    }
+
+    /// Whether this snapshot is of the version `token` names: no commit,
+    /// flush or compaction changed the table in between. (A change while a
+    /// token exists always makes a new version, never edits this one.)
+    pub fn is_version(&self, token: &VersionToken) -> bool {
+        std::sync::Weak::ptr_eq(&token.0, &Arc::downgrade(&self.table))
     }
 
     /// The table's metadata.

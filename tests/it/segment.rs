@@ -88,6 +88,27 @@ fn check(db: &Database, defs: &[Def], label: &str) {
         let kept = ids(db, &format!("SELECT profile_id FROM segment('{}')", d.name));
         let direct = ids(db, &d.direct);
         assert_eq!(kept, direct, "{label}: segment {} = {}", d.name, d.body);
+        // segment() builds only its members' rows: the same rows as the
+        // profile table's; and without the identifier lists (the profile
+        // table is then built without them) the other columns agree too.
+        for row in [
+            "profile_id, first_seen, last_seen, records, array_to_string(identifiers, ',')",
+            "profile_id, first_seen, last_seen, records",
+        ] {
+            let differ = one(
+                db,
+                &format!(
+                    "SELECT count(*) FROM (
+                       (SELECT {row} FROM segment('{n}') EXCEPT ALL
+                        SELECT {row} FROM people WHERE in_segment(profile_id, '{n}'))
+                       UNION ALL
+                       (SELECT {row} FROM people WHERE in_segment(profile_id, '{n}') EXCEPT ALL
+                        SELECT {row} FROM segment('{n}'))) AS t",
+                    n = d.name
+                ),
+            );
+            assert_eq!(differ, 0, "{label}: rows of segment('{}'): {row}", d.name);
+        }
         let filtered = one(
             db,
             &format!(

@@ -37,6 +37,7 @@ macro_rules! udf_identity {
     };
 }
 
+pub mod consent;
 pub mod explain;
 pub mod golden;
 pub mod resolve;
@@ -50,36 +51,58 @@ use tessera_sql::datafusion::error::{DataFusionError, Result as DfResult};
 use tessera_sql::datafusion::logical_expr::{AggregateUDF, Expr, ScalarUDF};
 use tessera_sql::{SqlEngine, SqlError};
 
+use crate::privacy::consent::Consents;
 use crate::segments::Segments;
 use crate::space::Space;
 use crate::spaces::Spaces;
 
 /// Registers every function of this module into `engine`'s session, and
 /// the `segments` table (unless a table of that name exists).
-pub fn register(engine: &SqlEngine, spaces: &Arc<Spaces>, segments: &Arc<Segments>) {
+pub fn register(
+    engine: &SqlEngine,
+    spaces: &Arc<Spaces>,
+    segments: &Arc<Segments>,
+    consents: &Arc<Consents>,
+) {
     let ctx = engine.context();
-    let cx = segment::Context::new(Arc::clone(spaces), Arc::clone(segments));
+    let cx = segment::Context::new(
+        Arc::clone(spaces),
+        Arc::clone(segments),
+        Arc::clone(consents),
+    );
     ctx.register_udf(ScalarUDF::from(segment::InSegment::new(cx.clone())));
     ctx.register_udf(ScalarUDF::from(segment::SegmentCount::new(cx.clone())));
-    ctx.register_udtf("segment", Arc::new(segment::SegmentMembers(cx.clone())));
-    ctx.register_udtf(
+    ctx.register_udf(ScalarUDF::from(consent::HasConsent::new(
+        Arc::clone(spaces),
+        Arc::clone(consents),
+    )));
+    engine.register_table_function(
+        "segment",
+        Arc::new(segment::SegmentMembers(cx.clone())),
+        &["name", "purpose"],
+    );
+    engine.register_table_function(
         "segment_history",
         Arc::new(segment::SegmentHistory(cx.clone())),
+        &["name"],
     );
-    ctx.register_udtf(
+    engine.register_table_function(
         "segment_changes",
         Arc::new(segment::SegmentChanges(cx.clone())),
+        &["name", "since"],
     );
-    ctx.register_udtf(
+    engine.register_table_function(
         "segment_overlap",
         Arc::new(segment::SegmentOverlap(cx.clone())),
+        &["a", "b"],
     );
-    ctx.register_udtf(
+    engine.register_table_function(
         "segment_sample",
         Arc::new(segment::SegmentSample(cx.clone())),
+        &["name", "fraction", "seed"],
     );
     if !segments.all().is_empty() {
-        provide_segments_table(engine, spaces, segments);
+        provide_segments_table(engine, &cx);
     }
     ctx.register_udf(ScalarUDF::from(resolve::Unify::new(Arc::clone(spaces))));
     ctx.register_udf(ScalarUDF::from(resolve::UnifyCurrent::new(Arc::clone(
@@ -100,10 +123,10 @@ pub fn register(engine: &SqlEngine, spaces: &Arc<Spaces>, segments: &Arc<Segment
 
 /// Shows the `segments` table (once a database has segments, and unless a
 /// table of that name exists: a user's own `segments` keeps its name).
-pub fn provide_segments_table(engine: &SqlEngine, spaces: &Arc<Spaces>, segments: &Arc<Segments>) {
+pub fn provide_segments_table(engine: &SqlEngine, cx: &segment::Context) {
     let name = format!("{}.segments", tessera_sql::DEFAULT_SCHEMA);
     if !engine.name_taken(&name) {
-        let cx = segment::Context::new(Arc::clone(spaces), Arc::clone(segments));
+        let cx = cx.clone();
         // Registering in an existing schema cannot fail.
         let _ = engine.provide_table(
             &name,

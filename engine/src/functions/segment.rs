@@ -4,8 +4,8 @@
 //! | function | returns |
 //! |---|---|
 //! | `in_segment(profile_id, 'name')` | whether the profile is a member (a bitmap probe) |
-//! | `segment_count('a & !b \| c')` | the size of a set expression, computed on the bitmaps |
-//! | `segment('name')` | the members, with the columns of the space's profile table |
+//! | `segment_count('a & !b \| c' [, 'purpose'])` | the size of a set expression, computed on the bitmaps (with a purpose: of its members consenting to it) |
+//! | `segment('name' [, purpose => 'p'])` | the members, with the columns of the space's profile table (with a purpose: those consenting to it) |
 //! | `segment_history('name')` | every version: `version`, `refreshed_at`, `seconds`, `size`, `entered`, `exited` |
 //! | `segment_changes('name', since)` | (`profile_id`, `change` 'entered'/'exited', `at`) between version `since` (a number, or a timestamp: the version then) and the latest |
 //! | `segment_overlap('a', 'b')` | `only_a`, `both`, `only_b` |
@@ -22,7 +22,7 @@ use tessera_sql::datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListBuilder, RecordBatch,
     StringArray, StringBuilder, TimestampMicrosecondArray,
 };
-use tessera_sql::datafusion::arrow::compute::{cast, filter_record_batch};
+use tessera_sql::datafusion::arrow::compute::cast;
 use tessera_sql::datafusion::arrow::datatypes::{
     DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit,
 };
@@ -30,11 +30,12 @@ use tessera_sql::datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, Tab
 use tessera_sql::datafusion::common::ScalarValue;
 use tessera_sql::datafusion::error::Result as DfResult;
 use tessera_sql::datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 
 use super::{invalid, literal_text};
 use crate::EngineError;
+use crate::privacy::consent::Consents;
 use crate::profiles::{ProfileTable, ProfileTableKind};
 use crate::segments::expr::SetExpr;
 use crate::segments::{Segment, Segments, as_current};
@@ -46,12 +47,26 @@ use crate::spaces::Spaces;
 pub struct Context {
     spaces: Arc<Spaces>,
     segments: Arc<Segments>,
+    consents: Arc<Consents>,
 }
 
 impl Context {
-    /// Over one database's spaces and segments.
-    pub fn new(spaces: Arc<Spaces>, segments: Arc<Segments>) -> Self {
-        Self { spaces, segments }
+    /// Over one database's spaces, segments and consent records.
+    pub fn new(spaces: Arc<Spaces>, segments: Arc<Segments>, consents: Arc<Consents>) -> Self {
+        Self {
+            spaces,
+            segments,
+            consents,
+        }
+    }
+
+    /// The profiles of `space` consenting to `purpose`.
+    fn consenting(&self, space: &Arc<Space>, purpose: &str) -> DfResult<RoaringBitmap> {
+        Ok(self
+            .consents
+            .decisions(space)
+            .map_err(EngineError::into_datafusion)?
+            .granted(purpose))
     }
 
     fn segment(&self, name: &str) -> DfResult<(Arc<Segment>, Arc<Space>)> {
@@ -87,10 +102,17 @@ impl Context {
 
     /// The size of a set expression; a plain intersection or union of two
     /// segments is counted without building the result.
-    pub fn count(&self, expr: &SetExpr) -> DfResult<u64> {
+    pub fn count(&self, expr: &SetExpr, purpose: Option<&str>) -> DfResult<u64> {
         let Some(space) = self.space_of(expr)? else {
             return Ok(0);
         };
+        if let Some(p) = purpose {
+            let members = self
+                .segments
+                .members_of(&space, expr)
+                .map_err(EngineError::into_datafusion)?;
+            return Ok(members.intersection_len(&self.consenting(&space, p)?));
+        }
         if let SetExpr::And(a, b) | SetExpr::Or(a, b) = expr
             && let (SetExpr::Name(x), SetExpr::Name(y)) = (&**a, &**b)
         {
@@ -201,7 +223,10 @@ impl SegmentCount {
     pub fn new(cx: Context) -> Self {
         Self {
             cx,
-            signature: Signature::any(1, Volatility::Volatile),
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(1), TypeSignature::Any(2)],
+                Volatility::Volatile,
+            ),
         }
     }
 }
@@ -221,28 +246,38 @@ impl ScalarUDFImpl for SegmentCount {
         Ok(DataType::Int64)
     }
 
+    /// `segment_count('expression' [, 'purpose'])`: with a purpose, only
+    /// the members consenting to it count.
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        if let ColumnarValue::Scalar(v) = &args.args[0] {
-            let text = v.to_string();
-            if v.is_null() {
-                return Ok(ColumnarValue::Scalar(ScalarValue::Int64(None)));
-            }
-            let e = crate::segments::expr::parse(&text).map_err(EngineError::into_datafusion)?;
-            let n = self.cx.count(&e)?;
-            return Ok(ColumnarValue::Scalar(ScalarValue::Int64(Some(n as i64))));
-        }
+        let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let texts = cast(&arrays[0], &DataType::Utf8)?;
-        let texts = texts.as_string::<i32>();
-        let mut out = Vec::with_capacity(texts.len());
-        for i in 0..texts.len() {
-            if texts.is_null(i) {
+        let texts: Vec<_> = arrays
+            .iter()
+            .map(|a| cast(a, &DataType::Utf8))
+            .collect::<Result<_, _>>()?;
+        let exprs = texts[0].as_string::<i32>();
+        let purposes = texts.get(1).map(|p| p.as_string::<i32>());
+        let mut out = Vec::with_capacity(rows);
+        for i in 0..exprs.len() {
+            let purpose = match purposes {
+                Some(p) if p.is_null(i) => None,
+                Some(p) => Some(p.value(i)),
+                None => None,
+            };
+            if exprs.is_null(i) {
                 out.push(None);
                 continue;
             }
-            let e = crate::segments::expr::parse(texts.value(i))
+            let e = crate::segments::expr::parse(exprs.value(i))
                 .map_err(EngineError::into_datafusion)?;
-            out.push(Some(self.cx.count(&e)? as i64));
+            out.push(Some(self.cx.count(&e, purpose)? as i64));
+        }
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        if all_scalar && let [one] = out.as_slice() {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Int64(*one)));
         }
         Ok(ColumnarValue::Array(Arc::new(Int64Array::from(out))))
     }
@@ -278,19 +313,26 @@ pub struct SegmentMembers(pub Context);
 
 impl TableFunctionImpl for SegmentMembers {
     fn call_with_args(&self, a: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let e = args("segment", &a, 1)?;
+        let e = a.exprs();
+        if e.is_empty() || e.len() > 2 {
+            return Err(invalid(format!(
+                "segment takes a name and optionally a purpose, got {} argument(s)",
+                e.len()
+            )));
+        }
         let (members, space) = self.0.members(&literal_text("segment", &e[0])?)?;
-        let profiles = ProfileTable::new(space, ProfileTableKind::Profiles)
-            .rows()
+        // With a purpose: only the members consenting to it.
+        let members = match e.get(1) {
+            Some(Expr::Literal(v, _)) if v.is_null() => members,
+            Some(p) => {
+                let purpose = literal_text("segment", p)?;
+                Arc::new(members.as_ref() & &self.0.consenting(&space, &purpose)?)
+            }
+            None => members,
+        };
+        let rows = ProfileTable::new(space, ProfileTableKind::Profiles)
+            .profile_rows_for(&members)
             .map_err(EngineError::into_datafusion)?;
-        let ids = profiles.column(0).as_primitive::<Int64Type>();
-        let keep: BooleanArray = ids
-            .iter()
-            .map(|v| {
-                Some(v.is_some_and(|id| u32::try_from(id).is_ok_and(|id| members.contains(id))))
-            })
-            .collect();
-        let rows = filter_record_batch(&profiles, &keep)?;
         super::call_table("segment", a.exprs(), rows)
     }
 }

@@ -690,6 +690,40 @@ impl IdentityGraph {
         Some((born, chain))
     }
 
+    /// The (kind, value) pairs live profile `p` holds, sorted; empty for a
+    /// profile that is not live. Walks the profile's own values only.
+    pub fn profile_values(&self, p: ProfileId) -> Vec<(usize, &str)> {
+        let Some(root) = usize::try_from(p)
+            .ok()
+            .and_then(|i| self.roots.get(i).copied())
+            .filter(|_| self.is_live(p))
+        else {
+            return Vec::new();
+        };
+        let root = self.find_const(root);
+        let mut out = Vec::new();
+        let mut n = root;
+        loop {
+            if !self.is_erased_node(n) {
+                out.push((usize::from(self.kinds[n as usize]), self.value(n)));
+            }
+            n = self.ring[n as usize];
+            if n == root {
+                break;
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Whether `p` is a live profile (created, neither merged into another
+    /// nor erased).
+    pub fn is_live(&self, p: ProfileId) -> bool {
+        p < self.roots.len() as ProfileId
+            && !self.retired.contains_key(&p)
+            && !self.erased.contains(&p)
+    }
+
     /// The live profiles, in id order.
     pub fn live_profile_ids(&self) -> impl Iterator<Item = ProfileId> + '_ {
         (0..self.roots.len() as ProfileId)

@@ -750,6 +750,7 @@ impl Handler {
             other => {
                 let what = match &other {
                     Statement::Unify(_) => "UNIFY",
+                    Statement::AlterUnify(_) => "ALTER UNIFY",
                     Statement::Segment(_) => "SEGMENT statements",
                     Statement::Compact(_) => "COMPACT",
                     Statement::Erase(_) => "ERASE PROFILE",

@@ -7,6 +7,7 @@
 //! parsed by sqlparser and kept as its AST.
 
 mod compact;
+mod consent;
 mod erase;
 mod segment;
 mod unify;
@@ -19,6 +20,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 pub use compact::Compact;
+pub use consent::{AlterUnify, AlterUnifyAction, ConsentColumns};
 pub use erase::{Erase, ExportProfile, LiftSuppression, ProfileTarget, VerifyErasure};
 pub use segment::{
     AlterSegment, AlterSegmentChange, CreateSegment, DropSegment, RefreshPolicy, RefreshSegment,
@@ -50,6 +52,8 @@ pub enum Statement {
     LiftSuppression(LiftSuppression),
     /// `EXPORT PROFILE … TO …` (run by the engine)
     ExportProfile(ExportProfile),
+    /// `ALTER UNIFY space SET CONSENT …` / `DROP CONSENT` (run by the engine)
+    AlterUnify(AlterUnify),
 }
 
 impl fmt::Display for Statement {
@@ -64,6 +68,7 @@ impl fmt::Display for Statement {
             Statement::VerifyErasure(s) => write!(f, "{s}"),
             Statement::LiftSuppression(s) => write!(f, "{s}"),
             Statement::ExportProfile(s) => write!(f, "{s}"),
+            Statement::AlterUnify(s) => write!(f, "{s}"),
         }
     }
 }
@@ -84,6 +89,8 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             Statement::Erase(Erase::parse(&mut parser)?)
         } else if ExportProfile::starts(&parser) {
             Statement::ExportProfile(ExportProfile::parse(&mut parser)?)
+        } else if AlterUnify::starts(&parser) {
+            Statement::AlterUnify(AlterUnify::parse(&mut parser)?)
         } else if VerifyErasure::starts(&parser) {
             Statement::VerifyErasure(VerifyErasure::parse(&mut parser)?)
         } else {

@@ -1,5 +1,6 @@
-//! The GDPR lifecycle: erasure, its proof, suppression, export.
+//! The GDPR lifecycle: consent, erasure, its proof, suppression, export.
 
+mod consent;
 mod erase;
 mod export;
 mod faults;

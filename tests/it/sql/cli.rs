@@ -110,12 +110,13 @@ fn export_segment_writes_members_and_changes() {
     )
     .unwrap();
     let full = dir.path().join("big.csv");
-    let done = export::run(&db, "big", &full, None, None).unwrap();
+    let done = export::run(&db, "big", &full, None, None, None).unwrap();
     assert_eq!(
         done,
         export::Exported {
             rows: 2,
-            version: 1
+            version: 1,
+            left_out: None,
         }
     );
     let text = std::fs::read_to_string(&full).unwrap();
@@ -125,12 +126,13 @@ fn export_segment_writes_members_and_changes() {
     db.execute("UPDATE crm SET amount = 1000 WHERE customer_id = 1; UPDATE crm SET amount = 0 WHERE customer_id = 3; REFRESH SEGMENT big")
         .unwrap();
     let delta = dir.path().join("big-delta.ndjson");
-    let done = export::run(&db, "big", &delta, Some(1), None).unwrap();
+    let done = export::run(&db, "big", &delta, Some(1), None, None).unwrap();
     assert_eq!(
         done,
         export::Exported {
             rows: 2,
-            version: 2
+            version: 2,
+            left_out: None,
         }
     );
     let text = std::fs::read_to_string(&delta).unwrap();
@@ -140,15 +142,15 @@ fn export_segment_writes_members_and_changes() {
     );
     let parquet = dir.path().join("big.out");
     assert_eq!(
-        export::run(&db, "big", &parquet, None, Some("parquet"))
+        export::run(&db, "big", &parquet, None, Some("parquet"), None)
             .unwrap()
             .rows,
         2
     );
     assert!(std::fs::read(&parquet).unwrap().starts_with(b"PAR1"));
     // Bad input: an unknown segment, an unknown format.
-    let e = export::run(&db, "nope", &full, None, None).unwrap_err();
+    let e = export::run(&db, "nope", &full, None, None, None).unwrap_err();
     assert_eq!(e.sqlstate(), "42704");
-    let e = export::run(&db, "big", &dir.path().join("big.xlsx"), None, None).unwrap_err();
+    let e = export::run(&db, "big", &dir.path().join("big.xlsx"), None, None, None).unwrap_err();
     assert_eq!(e.sqlstate(), "22023");
 }

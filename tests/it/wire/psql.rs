@@ -271,3 +271,51 @@ fn a_person_is_exported_and_erased_over_psql() {
     ));
     assert_eq!(count.split_whitespace().collect::<Vec<_>>(), ["1", "0"]);
 }
+
+#[test]
+fn consent_is_declared_and_read_over_psql() {
+    let server = TestServer::start();
+    ok(&psql(
+        &server,
+        &["-f", "-"],
+        Some(
+            "CREATE TABLE contacts (id BIGINT NOT NULL, email TEXT);
+             CREATE TABLE consents (email TEXT, purpose TEXT, granted BOOLEAN, recorded_at TIMESTAMP);
+             INSERT INTO contacts VALUES (1, 'a@x.fr'), (2, 'b@x.fr'), (3, 'c@x.fr');
+             INSERT INTO consents VALUES ('a@x.fr', 'email_marketing', true, '2026-01-01'),
+                                         ('b@x.fr', 'email_marketing', true, '2026-01-01'),
+                                         ('b@x.fr', 'email_marketing', false, '2026-02-01');
+             UNIFY people FROM contacts (email), consents (email);
+             ALTER UNIFY people SET CONSENT FROM consents (purpose, granted, recorded_at);
+             CREATE SEGMENT everyone ON people AS SELECT profile_id FROM contacts;\n",
+        ),
+    ));
+    let out = ok(&psql(
+        &server,
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "SELECT count(*) FROM segment('everyone', purpose => 'email_marketing'); \
+             SELECT string_agg(c.email, ',' ORDER BY c.email) FROM contacts c WHERE NOT has_consent(c.profile_id, 'email_marketing')",
+        ],
+        None,
+    ));
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["1", "b@x.fr,c@x.fr"]
+    );
+    // Declaring a consent record takes a superuser.
+    runtime().block_on(async {
+        let c = server.connect().await;
+        c.simple_query("CREATE ROLE analyst LOGIN PASSWORD 'analyst-pw'")
+            .await
+            .unwrap();
+        let analyst = server.connect_as("analyst", "analyst-pw").await.unwrap();
+        let e = analyst
+            .simple_query("ALTER UNIFY people DROP CONSENT")
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501");
+    });
+}
