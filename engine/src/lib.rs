@@ -486,10 +486,12 @@ impl Database {
         Ok(self.inner.engine.store().checkpoint()?)
     }
 
-    /// Compacts every table: merges small segments, purges deleted rows
-    /// (and so the files of every erasure made before it).
+    /// Compacts every table: expires the rows past their table's
+    /// retention, merges small segments, purges deleted rows (and so the
+    /// files of every erasure made before it).
     pub fn compact(&self) -> Result<CompactionReport> {
         let due = self.inner.privacy.due();
+        self.inner.engine.expire_now(None)?;
         self.inner
             .runtime
             .block_on(self.inner.spaces.compact_logs(None))?;

@@ -496,6 +496,10 @@ impl TableHook for ReadOnlyHook {
         self.owner.clone()
     }
 
+    fn read_only(&self) -> bool {
+        true
+    }
+
     fn generated_columns(&self) -> Vec<String> {
         Vec::new()
     }

@@ -47,6 +47,12 @@ pub trait TableHook: Send + Sync + fmt::Debug {
     /// Starts one write statement to `table` (storage name). Waits while
     /// another write statement holds what this one needs.
     async fn begin_write(&self, table: &str) -> Result<Box<dyn HookWrite>>;
+
+    /// Whether the table's rows are Tessera's alone (an audit log, a graph
+    /// log): users may neither write them nor give them a retention.
+    fn read_only(&self) -> bool {
+        false
+    }
 }
 
 /// One write statement's part in a hook; see the module documentation.

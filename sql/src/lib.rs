@@ -32,6 +32,7 @@ mod named;
 pub mod parser;
 pub mod provider;
 pub mod pushdown;
+pub mod retention;
 mod session;
 pub mod stats;
 pub mod types;

@@ -390,20 +390,28 @@ impl SqlEngine {
     pub async fn run(&self, stmt: Statement) -> Result<QueryOutput> {
         match stmt {
             Statement::Compact(c) => {
-                let report = match &c.table {
+                let table = match &c.table {
                     Some(t) => {
                         let name = resolve(t)?;
                         self.store
                             .table(&name.storage())
                             .map_err(|_| SqlError::UndefinedTable(name.to_string()))?;
-                        self.store.compact_table(&name.storage())?
+                        Some(name.storage())
                     }
+                    None => None,
+                };
+                // Rows past their table's retention go first, and are
+                // purged from the files by this same compaction.
+                let expired = self.expire_now(table.as_deref())?;
+                let report = match &table {
+                    Some(t) => self.store.compact_table(t)?,
                     None => self.store.compact()?,
                 };
                 let schema = Arc::new(Schema::new(vec![
                     Field::new("segments_removed", DataType::UInt64, false),
                     Field::new("segments_written", DataType::UInt64, false),
                     Field::new("rows_purged", DataType::UInt64, false),
+                    Field::new("rows_expired", DataType::UInt64, false),
                 ]));
                 let batch = RecordBatch::try_new(
                     Arc::clone(&schema),
@@ -415,6 +423,7 @@ impl SqlEngine {
                             report.segments_written as u64,
                         ])),
                         Arc::new(arrow::array::UInt64Array::from(vec![report.rows_purged])),
+                        Arc::new(arrow::array::UInt64Array::from(vec![expired])),
                     ],
                 )?;
                 Ok(QueryOutput {
@@ -460,6 +469,96 @@ impl SqlEngine {
                 "UNIFY, SEGMENT and erasure statements outside the engine; run them through tessera_engine::Database".into(),
             )),
         }
+    }
+
+    /// `ALTER TABLE t SET (retention = '…', retention_column = c)`.
+    fn set_retention(&self, table: &str, options: &[ast::SqlOption]) -> Result<()> {
+        use crate::retention::{KEY_PREFIX, Retention, change, fits, interval};
+        let Some(c) = change(options)? else {
+            return Ok(());
+        };
+        if let Some(h) = self.hooks.get(table)
+            && h.read_only()
+        {
+            return Err(SqlError::ReadOnly(format!(
+                "permission denied: \"{table}\" is {}; its rows are kept by Tessera",
+                h.owner()
+            )));
+        }
+        let key = format!("{KEY_PREFIX}{table}");
+        let old = self.extension(&key).and_then(|b| Retention::decode(&b));
+        let Some(given) = c.interval else {
+            return self.set_extension(&key, None);
+        };
+        interval(&given)?;
+        let column = c.column.or(old.map(|o| o.column)).ok_or_else(|| {
+            SqlError::InvalidParameter(format!(
+                "a retention needs its column: ALTER TABLE {table} SET (retention = '{given}', retention_column = the_time_column)"
+            ))
+        })?;
+        let schema = self.store.table(table)?.schema();
+        let field = schema.field_with_name(&column).map_err(|_| {
+            SqlError::UndefinedColumn(format!(
+                "column \"{column}\" of relation {table} does not exist"
+            ))
+        })?;
+        if !fits(field.data_type()) {
+            return Err(SqlError::DatatypeMismatch(format!(
+                "retention column \"{column}\" is {}, it must be a timestamp or a date",
+                field.data_type()
+            )));
+        }
+        let r = Retention {
+            interval: given,
+            column,
+        };
+        self.set_extension(&key, Some(r.encode()?))
+    }
+
+    /// The retention of each table that has one (storage names).
+    pub fn retentions(&self) -> Vec<(String, crate::retention::Retention)> {
+        use crate::retention::{KEY_PREFIX, Retention};
+        self.extensions(KEY_PREFIX)
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let table = k.strip_prefix(KEY_PREFIX)?.to_string();
+                Some((table, Retention::decode(&v)?))
+            })
+            .collect()
+    }
+
+    /// Deletes the rows past their table's retention now (of `table` only,
+    /// with `Some`); returns how many. `COMPACT` runs it first.
+    pub fn expire_now(&self, table: Option<&str>) -> Result<u64> {
+        self.expire(table, chrono::Utc::now())
+    }
+
+    /// Deletes the rows past their table's retention at `now` (of `table`
+    /// only, with `Some`); returns how many.
+    pub fn expire(&self, table: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        let mut n = 0;
+        for (t, r) in self.retentions() {
+            if table.is_some_and(|only| only != t) {
+                continue;
+            }
+            let Ok(snapshot) = self.store.table(&t) else {
+                continue;
+            };
+            let schema = snapshot.schema();
+            let Ok(field) = schema.field_with_name(&r.column) else {
+                continue;
+            };
+            let cutoff = r.cutoff(field.data_type(), now)?;
+            n += self.store.delete_where(
+                &t,
+                &tessera_storage::Predicate::Compare {
+                    column: r.column.clone(),
+                    op: tessera_storage::CmpOp::Lt,
+                    value: tessera_storage::Value::Int(cutoff),
+                },
+            )?;
+        }
+        Ok(n)
     }
 
     /// The extension blob stored in the catalog under `key`.
@@ -644,6 +743,10 @@ impl SqlEngine {
                         )));
                     }
                     self.store.drop_table(&name.storage())?;
+                    let key = format!("{}{}", crate::retention::KEY_PREFIX, name.storage());
+                    if self.extension(&key).is_some() {
+                        self.set_extension(&key, None)?;
+                    }
                     if let Some(s) = self.schema(&name.schema) {
                         s.deregister_table(&name.name)?;
                     }
@@ -759,6 +862,9 @@ impl SqlEngine {
                 }
                 for op in &at.operations {
                     match op {
+                        AlterTableOperation::SetOptionsParens { options } => {
+                            self.set_retention(&name.storage(), options)?;
+                        }
                         AlterTableOperation::AddColumn {
                             column_def,
                             if_not_exists,

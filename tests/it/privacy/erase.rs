@@ -58,7 +58,7 @@ fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
 }
 
 /// The needles found in some file, with where.
-fn on_disk(dir: &Path, needles: &BTreeSet<String>) -> Vec<(String, String)> {
+pub(super) fn on_disk(dir: &Path, needles: &BTreeSet<String>) -> Vec<(String, String)> {
     let mut all = Vec::new();
     files(dir, &mut all);
     let mut found = Vec::new();

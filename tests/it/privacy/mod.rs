@@ -4,3 +4,4 @@ mod consent;
 mod erase;
 mod export;
 mod faults;
+mod retention;
