@@ -34,3 +34,9 @@ def tessera(binary, db, sql):
     if out.returncode != 0:
         raise RuntimeError(f"tessera failed: {out.stderr}")
     return time.perf_counter() - t, out.stdout
+
+
+def last_number(text):
+    """The last number in a table `tessera sql` printed."""
+    nums = [c for l in text.splitlines() for c in [l.strip(" |")] if c.isdigit()]
+    return int(nums[-1]) if nums else None

@@ -35,7 +35,7 @@ import time
 
 import duckdb
 
-from common import median_time, tessera
+from common import last_number, median_time, tessera
 
 UNIFY = """UNIFY customers
   FROM crm_contacts (customer_id, email, phone),
@@ -58,12 +58,6 @@ def per_statement(binary, db, sql, reps):
     one = min(tessera(binary, db, sql)[0] for _ in range(3))
     many = min(tessera(binary, db, sql * reps)[0] for _ in range(3))
     return (many - one) / (reps - 1)
-
-
-def last_number(text):
-    """The last number in a table `tessera sql` printed."""
-    nums = [c for l in text.splitlines() for c in [l.strip(" |")] if c.isdigit()]
-    return int(nums[-1]) if nums else None
 
 
 def main():

@@ -5,6 +5,7 @@
 #   run.sh unify DIR [...]   UNIFY's comparison over generated data (unify_compare.py)
 #   run.sh erase DIR [...]   ERASE PROFILE's comparison over generated data (erase_compare.py)
 #   run.sh consent DIR [...] has_consent and segments for a purpose (consent_compare.py)
+#   run.sh retention DIR [...] expiring rows past a retention (retention_compare.py)
 # Installs DuckDB's Python package (and pyarrow) into ./.venv on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -22,6 +23,10 @@ fi
 if [ "${1:-}" = consent ]; then
   shift
   exec "$venv/bin/python" "$root/benches/duckdb/consent_compare.py" "$@"
+fi
+if [ "${1:-}" = retention ]; then
+  shift
+  exec "$venv/bin/python" "$root/benches/duckdb/retention_compare.py" "$@"
 fi
 if [ "${1:-}" = sql ]; then
   shift

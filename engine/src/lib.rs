@@ -171,6 +171,7 @@ impl Database {
         let spaces = Arc::new(spaces::Spaces::open(&engine)?);
         let segments = Arc::new(segments::Segments::open(&engine, &spaces)?);
         let privacy = Arc::new(privacy::Privacy::open(&engine, &spaces)?);
+        privacy::archive::open(&engine)?;
         if engine.store().table(privacy::LOG_TABLE).is_ok() {
             privacy::provide_view(&engine);
         }
@@ -326,6 +327,9 @@ impl Database {
                 .await?
             }
             tessera_sql::parser::Statement::Segment(s) => self.segment(s).await?,
+            tessera_sql::parser::Statement::Archive(a) => {
+                privacy::archive::archive(&self.inner.engine, &a).await?
+            }
             tessera_sql::parser::Statement::AlterUnify(a) => {
                 self.inner
                     .consents

@@ -155,6 +155,11 @@ impl Retention {
         })
     }
 
+    /// [`Retention::cutoff`] at the current time.
+    pub fn cutoff_now(&self, t: &DataType) -> Result<i64> {
+        self.cutoff(t, Utc::now())
+    }
+
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         postcard::to_allocvec(&(FORMAT, self)).map_err(|e| {
             SqlError::InvalidParameter(format!("the retention cannot be encoded: {e}"))

@@ -465,7 +465,8 @@ impl SqlEngine {
             | Statement::VerifyErasure(_)
             | Statement::LiftSuppression(_)
             | Statement::ExportProfile(_)
-            | Statement::AlterUnify(_) => Err(SqlError::Unsupported(
+            | Statement::AlterUnify(_)
+            | Statement::Archive(_) => Err(SqlError::Unsupported(
                 "UNIFY, SEGMENT and erasure statements outside the engine; run them through tessera_engine::Database".into(),
             )),
         }

@@ -81,6 +81,7 @@ mod mmap;
 mod predicate;
 mod scan;
 pub mod segment;
+mod side;
 pub mod sim;
 mod store;
 mod table;
@@ -99,6 +100,7 @@ pub use scan::{
     PartitionIter, ROW_ID_COLUMN, ScanOptions, ScanPartition, ScanReport, Snapshot, TableScan,
     TableSnapshot, TableStats, VersionToken, split_row_id,
 };
+pub use side::SIDE_DIR;
 pub use store::{CompactionReport, Mutation, Options, Store, WriteGuard};
 pub use table::{TableMeta, TableOptions};
 pub use value::Value;

@@ -102,6 +102,7 @@ pub(crate) fn verify(
         manifest::CURRENT.to_string(),
         manifest::file_name(m.version),
         "LOCK".into(),
+        crate::side::SIDE_DIR.to_string(),
     ]
     .into();
     check_segments(vfs_arc, dir, &m, &mut r, &mut referenced);

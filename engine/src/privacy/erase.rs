@@ -51,6 +51,8 @@ struct Prepared {
     mutation: Mutation,
     /// (kind, hash) of the values to suppress.
     hashes: Vec<(String, String)>,
+    /// What was erased from the archive.
+    archived: super::archive::ArchiveErasure,
 }
 
 /// The space an `ERASE` names (the only one when it names none).
@@ -174,6 +176,31 @@ pub async fn erase(
         let mut raw: Vec<(usize, String)> = Vec::new();
         // How many of the person's records carry each value.
         let mut carried: HashMap<(usize, String), u32> = HashMap::new();
+        // What the person's rows carry: counts of each normalised value,
+        // and the text values as stored (looked for in the files later).
+        let absorb = |b: &RecordBatch,
+                      source: &crate::unify::SourceSpec,
+                      carried: &mut HashMap<(usize, String), u32>,
+                      raw: &mut Vec<(usize, String)>|
+         -> Result<()> {
+            crate::unify::for_each_row(b, source, None, |r, _| {
+                for (k, v) in st.graph.normalize(r) {
+                    *carried.entry((usize::from(k), v)).or_default() += 1;
+                }
+            })?;
+            for (k, c) in &source.columns {
+                let Some(col) = b.column_by_name(c) else {
+                    continue;
+                };
+                // Only text is looked for in the files: the eight bytes
+                // of a number occur by chance everywhere.
+                if col.data_type() == &DataType::Utf8 {
+                    let text = col.as_string::<i32>();
+                    raw.extend(text.iter().flatten().map(|v| (*k, v.to_string())));
+                }
+            }
+            Ok(())
+        };
         for source in &spec.sources {
             let t = snapshot.table(&source.table)?;
             let mut projection = vec![PROFILE_ID.to_string()];
@@ -193,24 +220,7 @@ pub async fn erase(
                 for b in part {
                     let b = b?;
                     row_ids.extend_from_slice(super::row_ids(&b));
-                    crate::unify::for_each_row(&b, source, None, |r, _| {
-                        for (k, v) in st.graph.normalize(r) {
-                            *carried.entry((usize::from(k), v)).or_default() += 1;
-                        }
-                    })?;
-                    for (k, c) in &source.columns {
-                        let Some(col) = b.column_by_name(c) else {
-                            continue;
-                        };
-                        let text =
-                            tessera_sql::datafusion::arrow::compute::cast(col, &DataType::Utf8)?;
-                        let text = text.as_string::<i32>();
-                        // Only text is looked for in the files: the eight
-                        // bytes of a number occur by chance everywhere.
-                        if col.data_type() == &DataType::Utf8 {
-                            raw.extend(text.iter().flatten().map(|v| (*k, v.to_string())));
-                        }
-                    }
+                    absorb(&b, source, &mut carried, &mut raw)?;
                 }
             }
             rows.push((source.table.clone(), row_ids.len() as u64));
@@ -218,6 +228,14 @@ pub async fn erase(
                 m.delete(&source.table, row_ids);
             }
         }
+        // Archived rows of the person: their files are rewritten without
+        // them in this same commit.
+        let stored_ids: HashSet<i64> = gone.ids.iter().map(|i| *i as i64).collect();
+        let archived = super::archive::erase_rows(store, &snapshot, spec, &stored_ids, &mut m)?;
+        for (i, b) in &archived.removed {
+            absorb(b, &spec.sources[*i], &mut carried, &mut raw)?;
+        }
+        rows.extend(archived.rows.iter().cloned());
         // A value other people's records carry too (a family tablet, an
         // email whose link a limit refused) is theirs as well.
         let shared: HashSet<(usize, String)> = gone
@@ -334,12 +352,14 @@ pub async fn erase(
             erased,
             mutation: m,
             hashes,
+            archived,
         })
     })();
     let Prepared {
         erased,
         mutation: m,
         hashes,
+        archived,
     } = match result {
         Ok(r) => r,
         Err(e) => {
@@ -356,6 +376,7 @@ pub async fn erase(
     drop(st);
     drop(w);
     space.erase_committed(profile);
+    super::archive::erased(engine, &archived)?;
     {
         let mut list = space.suppressions().write();
         let list = list.get_or_insert_with(|| suppress::Suppressions::new(salt));

@@ -118,11 +118,19 @@ pub async fn document(
         .map(|s| Json::String(s.def.name.clone()))
         .collect();
     let mut sources = Map::new();
-    for source in &spec.sources {
+    // Each source, and its archive (`archive.<table>`) if it has one.
+    let archives = super::archive::archived_sources(engine)?;
+    let tables = spec.sources.iter().flat_map(|s| {
+        let archive = archives
+            .contains(&s.table)
+            .then(|| super::archive::archive_name(&s.table));
+        std::iter::once(s.table.clone()).chain(archive)
+    });
+    for table in tables {
         // Through SQL: profile ids read as current ones.
         let sql = format!(
             "SELECT * FROM {} WHERE profile_id = {profile}",
-            quoted(&source.table)
+            quoted(&table)
         );
         let mut out = Vec::new();
         for stmt in tessera_sql::parser::parse(&sql)? {
@@ -131,7 +139,7 @@ pub async fn document(
         // The same export twice is the same document: rows in a fixed order.
         let mut rows = rows_json(&out)?;
         rows.sort_by_cached_key(|r| r.to_string());
-        sources.insert(source.table.clone(), Json::Array(rows));
+        sources.insert(table, Json::Array(rows));
     }
     let doc = json!({
         "format": "tessera.profile/1",

@@ -34,6 +34,7 @@
 //! a person could be recognised from without the database's salt; the
 //! view `erasure_requests` sums the events up, one row per request.
 
+pub mod archive;
 pub mod consent;
 pub mod erase;
 pub mod export;

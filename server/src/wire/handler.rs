@@ -751,6 +751,7 @@ impl Handler {
                 let what = match &other {
                     Statement::Unify(_) => "UNIFY",
                     Statement::AlterUnify(_) => "ALTER UNIFY",
+                    Statement::Archive(_) => "ARCHIVE",
                     Statement::Segment(_) => "SEGMENT statements",
                     Statement::Compact(_) => "COMPACT",
                     Statement::Erase(_) => "ERASE PROFILE",

@@ -10,7 +10,7 @@ use std::fmt;
 use datafusion::sql::sqlparser::ast::ObjectName;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use super::{at_end, expect_word};
+use super::{word_and_table, write_word_and_table};
 use crate::error::Result;
 
 /// `COMPACT [table]`
@@ -22,21 +22,14 @@ pub struct Compact {
 
 impl Compact {
     pub(crate) fn parse(parser: &mut Parser<'_>) -> Result<Self> {
-        expect_word(parser, "COMPACT")?;
-        let table = if at_end(parser) {
-            None
-        } else {
-            Some(parser.parse_object_name(false)?)
-        };
-        Ok(Compact { table })
+        Ok(Compact {
+            table: word_and_table(parser, "COMPACT")?,
+        })
     }
 }
 
 impl fmt::Display for Compact {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.table {
-            Some(t) => write!(f, "COMPACT {t}"),
-            None => write!(f, "COMPACT"),
-        }
+        write_word_and_table(f, "COMPACT", self.table.as_ref())
     }
 }

@@ -6,6 +6,7 @@
 //! documenting its grammar and printing back as SQL; everything else is
 //! parsed by sqlparser and kept as its AST.
 
+mod archive;
 mod compact;
 mod consent;
 mod erase;
@@ -19,6 +20,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
+pub use archive::Archive;
 pub use compact::Compact;
 pub use consent::{AlterUnify, AlterUnifyAction, ConsentColumns};
 pub use erase::{Erase, ExportProfile, LiftSuppression, ProfileTarget, VerifyErasure};
@@ -54,6 +56,8 @@ pub enum Statement {
     ExportProfile(ExportProfile),
     /// `ALTER UNIFY space SET CONSENT …` / `DROP CONSENT` (run by the engine)
     AlterUnify(AlterUnify),
+    /// `ARCHIVE [table]` (run by the engine)
+    Archive(Archive),
 }
 
 impl fmt::Display for Statement {
@@ -69,6 +73,7 @@ impl fmt::Display for Statement {
             Statement::LiftSuppression(s) => write!(f, "{s}"),
             Statement::ExportProfile(s) => write!(f, "{s}"),
             Statement::AlterUnify(s) => write!(f, "{s}"),
+            Statement::Archive(s) => write!(f, "{s}"),
         }
     }
 }
@@ -98,6 +103,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
                 Some("COMPACT") => Statement::Compact(Compact::parse(&mut parser)?),
                 Some("VERIFY") => Statement::Verify(Verify::parse(&mut parser)?),
                 Some("UNIFY") => Statement::Unify(Unify::parse(&mut parser)?),
+                Some("ARCHIVE") => Statement::Archive(Archive::parse(&mut parser)?),
                 Some("LIFT") => Statement::LiftSuppression(LiftSuppression::parse(&mut parser)?),
                 _ => Statement::Sql(Box::new(parser.parse_statement()?)),
             }
@@ -128,6 +134,32 @@ fn expect_word(parser: &mut Parser<'_>, word: &str) -> Result<()> {
     match parser.next_token().token {
         Token::Word(w) if w.value.eq_ignore_ascii_case(word) => Ok(()),
         other => Err(SqlError::Syntax(format!("expected {word}, found {other}"))),
+    }
+}
+
+/// `WORD [table]`: the keyword, then a table name unless the statement
+/// ends (`COMPACT`, `ARCHIVE`).
+fn word_and_table(
+    parser: &mut Parser<'_>,
+    word: &str,
+) -> Result<Option<datafusion::sql::sqlparser::ast::ObjectName>> {
+    expect_word(parser, word)?;
+    Ok(if at_end(parser) {
+        None
+    } else {
+        Some(parser.parse_object_name(false)?)
+    })
+}
+
+/// Prints `WORD [table]`.
+fn write_word_and_table(
+    f: &mut fmt::Formatter<'_>,
+    word: &str,
+    table: Option<&datafusion::sql::sqlparser::ast::ObjectName>,
+) -> fmt::Result {
+    match table {
+        Some(t) => write!(f, "{word} {t}"),
+        None => write!(f, "{word}"),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The GDPR lifecycle: consent, erasure, its proof, suppression, export.
 
+mod archive;
 mod consent;
 mod erase;
 mod export;
