@@ -368,6 +368,7 @@ impl Database {
             Arc::clone(&self.inner.spaces),
             Arc::clone(&self.inner.segments),
             Arc::clone(&self.inner.consents),
+            self.inner.engine.pii().clone(),
         )
     }
 

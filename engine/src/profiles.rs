@@ -4,12 +4,12 @@
 //! graph when a query scans them, so they are always current; nothing of
 //! them is stored besides the graph's log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tessera_sql::datafusion::arrow::array::{
-    ArrayRef, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
+    Array, ArrayRef, AsArray, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondArray,
 };
 use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -53,6 +53,9 @@ pub struct ProfileTable {
     space: Arc<Space>,
     kind: ProfileTableKind,
     schema: SchemaRef,
+    /// The engine's PII tags: the values of a kind some source reads from
+    /// a PII column are masked for readers without `pii_reader`.
+    pii: Option<tessera_sql::pii::PiiTags>,
 }
 
 fn timestamp() -> DataType {
@@ -110,7 +113,84 @@ impl ProfileTable {
             space,
             kind,
             schema: Arc::new(Schema::new(schema)),
+            pii: None,
         }
+    }
+
+    /// Masks the values of PII kinds by `tags` (see [`ProfileTable::mask`]).
+    pub fn with_pii(mut self, tags: tessera_sql::pii::PiiTags) -> Self {
+        self.pii = Some(tags);
+        self
+    }
+
+    /// The names of the kinds some source reads from a PII column, and the
+    /// masking key; `None` when nothing is to be masked.
+    fn pii_kinds(&self) -> Option<(HashSet<String>, [u8; 32])> {
+        let tags = self.pii.as_ref()?;
+        let key = tags.key()?;
+        let spec = &self.space.spec;
+        let mut kinds = HashSet::new();
+        for s in &spec.sources {
+            let cols = tags.columns(&s.table);
+            for (k, c) in &s.columns {
+                if cols.contains(c)
+                    && let Some(kind) = spec.config.kinds.get(*k)
+                {
+                    kinds.insert(kind.name.clone());
+                }
+            }
+        }
+        (!kinds.is_empty()).then_some((kinds, key))
+    }
+
+    /// `batch` (rows of this table) with the values of PII kinds masked:
+    /// the `value` column of the identifier, merge and junk tables, and
+    /// the `kind:value` entries of the profile table's `identifiers`.
+    pub fn mask(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some((kinds, key)) = self.pii_kinds() else {
+            return Ok(batch);
+        };
+        let mut columns = batch.columns().to_vec();
+        let schema = batch.schema();
+        if let (Ok(k), Ok(v)) = (schema.index_of("kind"), schema.index_of("value")) {
+            let kind = columns[k].as_string::<i32>().clone();
+            let value = columns[v].as_string::<i32>().clone();
+            let masked: StringArray = (0..value.len())
+                .map(|i| {
+                    (!value.is_null(i)).then(|| {
+                        if kinds.contains(kind.value(i)) {
+                            tessera_sql::pii::mask_text(&key, value.value(i))
+                        } else {
+                            value.value(i).to_string()
+                        }
+                    })
+                })
+                .collect();
+            columns[v] = Arc::new(masked);
+        }
+        if let Ok(l) = schema.index_of("identifiers") {
+            let list = columns[l].as_list::<i32>().clone();
+            let mut out = ListBuilder::new(StringBuilder::new());
+            for i in 0..list.len() {
+                if list.is_null(i) {
+                    out.append(false);
+                    continue;
+                }
+                let entries = list.value(i);
+                let entries = entries.as_string::<i32>();
+                for e in entries.iter().flatten() {
+                    match e.split_once(':') {
+                        Some((k, v)) if kinds.contains(k) => out
+                            .values()
+                            .append_value(format!("{k}:{}", tessera_sql::pii::mask_text(&key, v))),
+                        _ => out.values().append_value(e),
+                    }
+                }
+                out.append(true);
+            }
+            columns[l] = Arc::new(out.finish());
+        }
+        Ok(RecordBatch::try_new(schema, columns)?)
     }
 
     /// The table's rows as of now.
@@ -289,11 +369,20 @@ pub trait ComputedRows: std::fmt::Debug + Send + Sync + 'static {
         let _ = projection;
         self.compute()
     }
+    /// The rows as a reader without `pii_reader` sees them.
+    fn mask_pii(&self, batch: RecordBatch) -> DfResult<RecordBatch> {
+        Ok(batch)
+    }
 }
 
 impl ComputedRows for ProfileTable {
     fn columns(&self) -> SchemaRef {
         Arc::clone(&self.schema)
+    }
+
+    fn mask_pii(&self, batch: RecordBatch) -> DfResult<RecordBatch> {
+        self.mask(batch)
+            .map_err(crate::EngineError::into_datafusion)
     }
 
     fn compute(&self) -> DfResult<RecordBatch> {
@@ -339,17 +428,51 @@ impl<T: ComputedRows> TableProvider for Computed<T> {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let mut batch = self.0.compute_projected(projection.map(Vec::as_slice))?;
+        // A reader without pii_reader sees the values of PII kinds masked.
+        let access = tessera_sql::pii::access_of(
+            state
+                .config()
+                .get_extension::<tessera_sql::pii::PiiAccess>(),
+        );
+        if access.is_some_and(|a| !a.reader) {
+            batch = self.0.mask_pii(batch)?;
+        }
         Ok(MemorySourceConfig::try_new_exec(
-            &[vec![
-                self.0.compute_projected(projection.map(Vec::as_slice))?,
-            ]],
+            &[vec![batch]],
             self.0.columns(),
             projection.cloned(),
         )?)
+    }
+}
+
+/// Rows computed once (a table function's call), masked at scan as the
+/// profile table they come from.
+#[derive(Debug)]
+pub struct Fixed {
+    /// The rows.
+    pub batch: RecordBatch,
+    /// The table they are rows of.
+    pub source: ProfileTable,
+}
+
+impl ComputedRows for Fixed {
+    fn columns(&self) -> SchemaRef {
+        self.batch.schema()
+    }
+
+    fn compute(&self) -> DfResult<RecordBatch> {
+        Ok(self.batch.clone())
+    }
+
+    fn mask_pii(&self, batch: RecordBatch) -> DfResult<RecordBatch> {
+        self.source
+            .mask(batch)
+            .map_err(crate::EngineError::into_datafusion)
     }
 }

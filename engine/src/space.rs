@@ -38,6 +38,7 @@ use tessera_sql::storage::{ScanOptions, Store};
 use crate::error::{EngineError, Result};
 use crate::identity::graph::{GraphDelta, IdentityGraph, Merge, ProfileId};
 use crate::unify::{PROFILE_ID, UnifySpec, resolve_batch, time_column};
+pub use tessera_sql::hook::ReadOnlyHook;
 
 /// Format of a log entry (the first field of every `delta`): 2 appends
 /// the erased profiles after the delta; format 1 (without them) is still
@@ -473,50 +474,6 @@ impl TableHook for SourceHook {
             done: false,
             suppressed: std::collections::HashMap::new(),
         }))
-    }
-}
-
-/// The hook on a table only Tessera writes (a space's graph log, its
-/// segment memberships): users may read it, not change it.
-#[derive(Debug)]
-pub struct ReadOnlyHook {
-    owner: String,
-}
-
-impl ReadOnlyHook {
-    /// A hook saying the table is `owner` ("the identity-graph log of …").
-    pub fn new(owner: String) -> Self {
-        Self { owner }
-    }
-}
-
-#[async_trait::async_trait]
-impl TableHook for ReadOnlyHook {
-    fn owner(&self) -> String {
-        self.owner.clone()
-    }
-
-    fn read_only(&self) -> bool {
-        true
-    }
-
-    fn generated_columns(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn mapped_columns(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn map_read(&self, batch: RecordBatch) -> tessera_sql::Result<RecordBatch> {
-        Ok(batch)
-    }
-
-    async fn begin_write(&self, table: &str) -> tessera_sql::Result<Box<dyn HookWrite>> {
-        Err(SqlError::ReadOnly(format!(
-            "permission denied: \"{table}\" is {}; only Tessera writes it",
-            self.owner
-        )))
     }
 }
 

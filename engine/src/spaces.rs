@@ -104,10 +104,9 @@ impl Spaces {
         for (kind, suffix) in ProfileTableKind::ALL {
             engine.provide_table(
                 &space.spec.table(suffix),
-                Some(Arc::new(Computed(ProfileTable::new(
-                    Arc::clone(space),
-                    kind,
-                )))),
+                Some(Arc::new(Computed(
+                    ProfileTable::new(Arc::clone(space), kind).with_pii(engine.pii().clone()),
+                ))),
             )?;
         }
         self.spaces

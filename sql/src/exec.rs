@@ -32,6 +32,7 @@ pub struct TesseraScanExec {
     statistics: Arc<Statistics>,
     properties: Arc<PlanProperties>,
     read_map: Option<Arc<dyn crate::hook::TableHook>>,
+    pii: Option<Arc<crate::pii::Guard>>,
 }
 
 impl TesseraScanExec {
@@ -62,7 +63,15 @@ impl TesseraScanExec {
             statistics: Arc::new(statistics),
             properties: Arc::new(properties),
             read_map: None,
+            pii: None,
         }
+    }
+
+    /// Masks, or counts for the audit, the PII columns of every batch
+    /// ([`crate::pii`]).
+    pub(crate) fn with_pii(mut self, guard: Option<Arc<crate::pii::Guard>>) -> Self {
+        self.pii = guard;
+        self
     }
 
     /// Maps every batch read through `hook` ([`crate::hook::TableHook::map_read`]).
@@ -161,6 +170,7 @@ impl ExecutionPlan for TesseraScanExec {
         let schema = Arc::clone(&self.schema);
         let part = self.partitions.get(partition).cloned();
         let read_map = self.read_map.clone();
+        let pii = self.pii.clone();
         let iter: Box<dyn Iterator<Item = Result<arrow::array::RecordBatch>> + Send> = match part {
             // A table with no segments still has one (empty) partition.
             None => Box::new(std::iter::empty()),
@@ -172,10 +182,15 @@ impl ExecutionPlan for TesseraScanExec {
                         .step_by(batch_size)
                         .map(|o| {
                             let slice = b.slice(o, batch_size.min(b.num_rows() - o));
-                            match &read_map {
-                                Some(h) => h.map_read(slice).map_err(SqlError::into_datafusion),
+                            let mapped = match &read_map {
+                                Some(h) => h.map_read(slice),
                                 None => Ok(slice),
+                            };
+                            match &pii {
+                                Some(g) => mapped.and_then(|b| g.apply(b)),
+                                None => mapped,
                             }
+                            .map_err(SqlError::into_datafusion)
                         })
                         .collect(),
                     Err(e) => vec![Err(SqlError::Storage(e).into_datafusion())],

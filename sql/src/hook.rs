@@ -25,7 +25,7 @@ use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use parking_lot::RwLock;
 
-use crate::error::Result;
+use crate::error::{Result, SqlError};
 
 /// What the layers above do on a table's reads and writes.
 #[async_trait]
@@ -105,5 +105,49 @@ impl Hooks {
         self.get(table)
             .map(|h| h.generated_columns())
             .unwrap_or_default()
+    }
+}
+
+/// The hook on a table only Tessera writes (a space's graph log, its
+/// segment memberships): users may read it, not change it.
+#[derive(Debug)]
+pub struct ReadOnlyHook {
+    owner: String,
+}
+
+impl ReadOnlyHook {
+    /// A hook saying the table is `owner` ("the identity-graph log of …").
+    pub fn new(owner: String) -> Self {
+        Self { owner }
+    }
+}
+
+#[async_trait]
+impl TableHook for ReadOnlyHook {
+    fn owner(&self) -> String {
+        self.owner.clone()
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    fn generated_columns(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn mapped_columns(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn map_read(&self, batch: RecordBatch) -> crate::error::Result<RecordBatch> {
+        Ok(batch)
+    }
+
+    async fn begin_write(&self, table: &str) -> crate::error::Result<Box<dyn HookWrite>> {
+        Err(SqlError::ReadOnly(format!(
+            "permission denied: \"{table}\" is {}; only Tessera writes it",
+            self.owner
+        )))
     }
 }

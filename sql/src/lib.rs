@@ -30,6 +30,7 @@ pub mod exec;
 pub mod hook;
 mod named;
 pub mod parser;
+pub mod pii;
 pub mod provider;
 pub mod pushdown;
 pub mod retention;

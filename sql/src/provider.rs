@@ -50,6 +50,7 @@ pub struct TesseraTable {
     pushdown: bool,
     bulk_insert_bytes: usize,
     hooks: crate::hook::Hooks,
+    pii: crate::pii::PiiTags,
 }
 
 impl TesseraTable {
@@ -61,6 +62,7 @@ impl TesseraTable {
         name: &str,
         options: &EngineOptions,
         hooks: crate::hook::Hooks,
+        pii: crate::pii::PiiTags,
     ) -> Result<Self, SqlError> {
         let schema = store.table(name)?.schema();
         Ok(Self {
@@ -70,6 +72,7 @@ impl TesseraTable {
             pushdown: options.pushdown,
             bulk_insert_bytes: options.bulk_insert_bytes,
             hooks,
+            pii,
         })
     }
 
@@ -165,13 +168,23 @@ impl TableProvider for TesseraTable {
             .store
             .table(&self.name)
             .map_err(|e| SqlError::Storage(e).into_datafusion())?;
+        // PII: a reader without pii_reader sees those columns masked, and
+        // filters on them apply to the masked values (never to the stored
+        // ones, which would tell what they are).
+        let pii_columns = self.pii.columns(&self.name);
+        let access = crate::pii::access_of(state.config().get_extension::<crate::pii::PiiAccess>());
+        let masking = !pii_columns.is_empty() && access.as_ref().is_some_and(|a| !a.reader);
         // Filters DataFusion handed over but the storage engine cannot answer
         // (the optimizer may rewrite a filter after asking): applied here.
         let mut pushed = Vec::new();
         let mut rest = Vec::new();
         for f in filters {
             let f = unqualify(f.clone())?;
-            match (self.pushdown, self.storage_predicate(&f)) {
+            let on_masked = masking
+                && f.column_refs()
+                    .iter()
+                    .any(|c| pii_columns.contains(&c.name));
+            match (self.pushdown && !on_masked, self.storage_predicate(&f)) {
                 (true, Some(p)) => pushed.push(p),
                 _ => rest.push(f),
             }
@@ -226,6 +239,41 @@ impl TableProvider for TesseraTable {
                 }
             }
         }
+        let read_pii: Vec<(usize, String)> = scan_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| pii_columns.contains(f.name()))
+            .map(|(i, f)| (i, f.name().clone()))
+            .collect();
+        let guard = if read_pii.is_empty() {
+            None
+        } else if masking {
+            let key = self.pii.key().ok_or_else(|| {
+                SqlError::InvalidParameter("the database has PII columns but no masking key".into())
+                    .into_datafusion()
+            })?;
+            for (i, _) in &read_pii {
+                if let Some(cs) = statistics.column_statistics.get_mut(*i) {
+                    *cs = datafusion::common::stats::ColumnStatistics::new_unknown();
+                }
+            }
+            Some(Arc::new(crate::pii::Guard::Mask {
+                key,
+                columns: read_pii.iter().map(|(i, _)| *i).collect(),
+            }))
+        } else {
+            Some(Arc::new(crate::pii::Guard::Audit(Arc::new(
+                crate::pii::Audit {
+                    store: self.store.clone(),
+                    user: access.map_or_else(|| "owner".to_string(), |a| a.user),
+                    table: self.name.clone(),
+                    columns: read_pii.into_iter().map(|(_, n)| n).collect(),
+                    rows: Default::default(),
+                    executed: Default::default(),
+                },
+            ))))
+        };
         let mut plan: Arc<dyn ExecutionPlan> = Arc::new(
             TesseraScanExec::new(
                 self.name.clone(),
@@ -236,7 +284,8 @@ impl TableProvider for TesseraTable {
                 opts.limit,
                 statistics,
             )
-            .with_read_map(hook),
+            .with_read_map(hook)
+            .with_pii(guard),
         );
         if let Some(cond) = rest.into_iter().reduce(Expr::and) {
             let df_schema = DFSchema::try_from(Arc::clone(&scan_schema))?;

@@ -148,6 +148,8 @@ pub struct SqlEngine {
     provided: Mutex<std::collections::BTreeSet<String>>,
     /// Parameter names of the table functions that take named arguments.
     table_params: crate::named::TableParams,
+    /// PII columns and the masking key.
+    pii: crate::pii::PiiTags,
 }
 
 impl std::fmt::Debug for SqlEngine {
@@ -246,6 +248,7 @@ impl SqlEngine {
             hooks: Hooks::default(),
             provided: Mutex::new(Default::default()),
             table_params: Default::default(),
+            pii: crate::pii::PiiTags::load(&catalog.extensions),
         };
         for s in &catalog.schemas {
             engine.register_schema(s)?;
@@ -258,6 +261,7 @@ impl SqlEngine {
                 })?;
             }
         }
+        engine.protect_pii_audit();
         engine.replay_views().await;
         Ok(engine)
     }
@@ -469,7 +473,77 @@ impl SqlEngine {
             | Statement::Archive(_) => Err(SqlError::Unsupported(
                 "UNIFY, SEGMENT and erasure statements outside the engine; run them through tessera_engine::Database".into(),
             )),
+            Statement::SetPii(p) => self.set_pii(&p),
+            Statement::GrantPii(_) => Err(SqlError::Unsupported(
+                "pii_reader is a privilege of the server's roles (tessera serve); an embedding program reads PII as the database's owner".into(),
+            )),
         }
+    }
+
+    /// `ALTER TABLE t ALTER COLUMN c { SET | DROP } PII`.
+    fn set_pii(&self, p: &crate::parser::SetPii) -> Result<QueryOutput> {
+        let name = resolve(&p.table)?;
+        let table = name.storage();
+        let snap = self
+            .store
+            .table(&table)
+            .map_err(|_| SqlError::UndefinedTable(name.to_string()))?;
+        if let Some(h) = self.hooks.get(&table)
+            && h.read_only()
+        {
+            return Err(SqlError::ReadOnly(format!(
+                "permission denied: \"{table}\" is {}",
+                h.owner()
+            )));
+        }
+        let column = ident(&p.column);
+        let schema = snap.schema();
+        let field = schema.field_with_name(&column).map_err(|_| {
+            SqlError::UndefinedColumn(format!(
+                "column \"{column}\" of relation {name} does not exist"
+            ))
+        })?;
+        if p.pii && !crate::pii::maskable(field.data_type()) {
+            return Err(SqlError::Unsupported(format!(
+                "column \"{column}\" is {}: PII masking covers text and bigint columns",
+                field.data_type()
+            )));
+        }
+        let mut cols = self.pii.columns(&table);
+        if p.pii {
+            cols.insert(column);
+        } else {
+            cols.remove(&column);
+        }
+        if self.pii.key().is_none() {
+            let key: [u8; 32] = rand::random();
+            self.set_extension(crate::pii::KEY, Some(key.to_vec()))?;
+            self.pii.set_key(key);
+        }
+        if crate::pii::ensure_audit(&self.store)? {
+            self.refresh_table(crate::pii::AUDIT_TABLE)?;
+        }
+        self.protect_pii_audit();
+        let entry = self.pii.set(&table, cols)?;
+        self.set_extension(&format!("{}{table}", crate::pii::TAG_PREFIX), entry)?;
+        Ok(QueryOutput::command("ALTER TABLE"))
+    }
+
+    /// Users read the PII audit; only Tessera writes it.
+    fn protect_pii_audit(&self) {
+        if self.store.table(crate::pii::AUDIT_TABLE).is_ok() {
+            self.hooks.set(
+                crate::pii::AUDIT_TABLE,
+                Some(Arc::new(crate::hook::ReadOnlyHook::new(
+                    "the audit of PII reads".into(),
+                ))),
+            );
+        }
+    }
+
+    /// The PII columns and masking key of this engine's tables.
+    pub fn pii(&self) -> &crate::pii::PiiTags {
+        &self.pii
     }
 
     /// `ALTER TABLE t SET (retention = '…', retention_column = c)`.
@@ -744,10 +818,16 @@ impl SqlEngine {
                         )));
                     }
                     self.store.drop_table(&name.storage())?;
-                    let key = format!("{}{}", crate::retention::KEY_PREFIX, name.storage());
-                    if self.extension(&key).is_some() {
-                        self.set_extension(&key, None)?;
+                    // Its retention and PII tags go with it.
+                    for key in [
+                        format!("{}{}", crate::retention::KEY_PREFIX, name.storage()),
+                        format!("{}{}", crate::pii::TAG_PREFIX, name.storage()),
+                    ] {
+                        if self.extension(&key).is_some() {
+                            self.set_extension(&key, None)?;
+                        }
                     }
+                    self.pii.set(&name.storage(), Default::default())?;
                     if let Some(s) = self.schema(&name.schema) {
                         s.deregister_table(&name.name)?;
                     }
@@ -1176,6 +1256,7 @@ impl SqlEngine {
             &name.storage(),
             &self.options,
             self.hooks.clone(),
+            self.pii.clone(),
         )?;
         schema.deregister_table(&name.name)?;
         schema.register_table(name.name.clone(), Arc::new(table))?;

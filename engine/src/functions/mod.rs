@@ -69,6 +69,7 @@ pub fn register(
         Arc::clone(spaces),
         Arc::clone(segments),
         Arc::clone(consents),
+        engine.pii().clone(),
     );
     ctx.register_udf(ScalarUDF::from(segment::InSegment::new(cx.clone())));
     ctx.register_udf(ScalarUDF::from(segment::SegmentCount::new(cx.clone())));
@@ -148,6 +149,18 @@ fn call_table(
     args: &[Expr],
     batch: tessera_sql::datafusion::arrow::array::RecordBatch,
 ) -> DfResult<Arc<dyn tessera_sql::datafusion::catalog::TableProvider>> {
+    let batch = call_batch(function, args, batch)?;
+    Ok(Arc::new(
+        tessera_sql::datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])?,
+    ))
+}
+
+/// `batch` with the call in its schema's metadata (see [`call_table`]).
+fn call_batch(
+    function: &str,
+    args: &[Expr],
+    batch: tessera_sql::datafusion::arrow::array::RecordBatch,
+) -> DfResult<tessera_sql::datafusion::arrow::array::RecordBatch> {
     let call = format!(
         "{function}({})",
         args.iter()
@@ -162,10 +175,7 @@ fn call_table(
             .clone()
             .with_metadata([("tessera.call".to_string(), call)].into_iter().collect()),
     );
-    let batch = batch.with_schema(Arc::clone(&schema))?;
-    Ok(Arc::new(
-        tessera_sql::datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?,
-    ))
+    Ok(batch.with_schema(schema)?)
 }
 
 /// The text of a literal argument of a table function.

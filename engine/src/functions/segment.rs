@@ -48,15 +48,22 @@ pub struct Context {
     spaces: Arc<Spaces>,
     segments: Arc<Segments>,
     consents: Arc<Consents>,
+    pii: tessera_sql::pii::PiiTags,
 }
 
 impl Context {
-    /// Over one database's spaces, segments and consent records.
-    pub fn new(spaces: Arc<Spaces>, segments: Arc<Segments>, consents: Arc<Consents>) -> Self {
+    /// Over one database's spaces, segments, consent records and PII tags.
+    pub fn new(
+        spaces: Arc<Spaces>,
+        segments: Arc<Segments>,
+        consents: Arc<Consents>,
+        pii: tessera_sql::pii::PiiTags,
+    ) -> Self {
         Self {
             spaces,
             segments,
             consents,
+            pii,
         }
     }
 
@@ -330,10 +337,19 @@ impl TableFunctionImpl for SegmentMembers {
             }
             None => members,
         };
-        let rows = ProfileTable::new(space, ProfileTableKind::Profiles)
+        let table =
+            ProfileTable::new(space, ProfileTableKind::Profiles).with_pii(self.0.pii.clone());
+        let rows = table
             .profile_rows_for(&members)
             .map_err(EngineError::into_datafusion)?;
-        super::call_table("segment", a.exprs(), rows)
+        // Masked at scan for readers without pii_reader, as the profile
+        // table is.
+        Ok(Arc::new(crate::profiles::Computed(
+            crate::profiles::Fixed {
+                batch: super::call_batch("segment", a.exprs(), rows)?,
+                source: table,
+            },
+        )))
     }
 }
 

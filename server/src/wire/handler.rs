@@ -664,6 +664,15 @@ impl Handler {
         default_schema: &str,
         plan: &LogicalPlan,
     ) -> Result<()> {
+        // Who reads PII, as of the role now (a GRANT pii_reader takes
+        // effect at the next statement).
+        let access = self.pii_access(session)?;
+        session
+            .ctx
+            .state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(access));
         let role = self.role(session)?;
         if role.superuser {
             return Ok(());
@@ -722,6 +731,15 @@ impl Handler {
         }
     }
 
+    /// How the session's role reads PII columns.
+    fn pii_access(&self, session: &Session) -> Result<tessera_sql::pii::PiiAccess> {
+        let role = self.role(session)?;
+        Ok(tessera_sql::pii::PiiAccess {
+            reader: role.pii_reader(),
+            user: role.name.clone(),
+        })
+    }
+
     fn require_superuser(&self, session: &Session, what: &str) -> Result<()> {
         if self.role(session)?.superuser {
             Ok(())
@@ -747,11 +765,20 @@ impl Handler {
                 self.require_superuser(session, "EXPORT PROFILE")?;
                 return self.export_profile(session, e, format, deadline).await;
             }
+            Statement::GrantPii(g) => {
+                self.require_superuser(session, if g.grant { "GRANT" } else { "REVOKE" })?;
+                return Ok(Response::Execution(Tag::new(roles::statements::grant_pii(
+                    &self.shared.roles,
+                    &g.roles,
+                    g.grant,
+                )?)));
+            }
             other => {
                 let what = match &other {
                     Statement::Unify(_) => "UNIFY",
                     Statement::AlterUnify(_) => "ALTER UNIFY",
                     Statement::Archive(_) => "ARCHIVE",
+                    Statement::SetPii(_) => "ALTER TABLE … SET PII",
                     Statement::Segment(_) => "SEGMENT statements",
                     Statement::Compact(_) => "COMPACT",
                     Statement::Erase(_) => "ERASE PROFILE",
@@ -1098,11 +1125,15 @@ impl Handler {
         deadline: Option<(Instant, std::time::Duration)>,
     ) -> Result<Response> {
         let db = self.shared.db.clone();
+        let access = self.pii_access(session)?;
         let out = self
             .guarded(
                 session,
                 deadline,
-                self.work(async move { Ok(db.run_async(statement).await?) }),
+                self.work(
+                    tessera_sql::pii::STATEMENT_ACCESS
+                        .scope(access, async move { Ok(db.run_async(statement).await?) }),
+                ),
             )
             .await?;
         if out.schema.fields().is_empty() {
@@ -1218,11 +1249,16 @@ impl Handler {
                 .await;
         }
         let db = self.shared.db.clone();
+        let access = self.pii_access(session)?;
         let out = self
             .guarded(
                 session,
                 deadline,
-                self.work(async move { Ok(db.run_async(Statement::ExportProfile(e)).await?) }),
+                self.work(
+                    tessera_sql::pii::STATEMENT_ACCESS.scope(access, async move {
+                        Ok(db.run_async(Statement::ExportProfile(e)).await?)
+                    }),
+                ),
             )
             .await?;
         let mut text = out

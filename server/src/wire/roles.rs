@@ -34,6 +34,9 @@ pub enum Privilege {
     Update,
     /// Remove rows.
     Delete,
+    /// Read PII columns unmasked (`GRANT pii_reader TO role`; held on the
+    /// object `*`). Last, so roles stored before it still decode.
+    PiiRead,
 }
 
 impl Privilege {
@@ -55,6 +58,7 @@ impl Privilege {
             Privilege::Insert => "INSERT",
             Privilege::Update => "UPDATE",
             Privilege::Delete => "DELETE",
+            Privilege::PiiRead => "pii_reader",
         }
     }
 }
@@ -85,7 +89,20 @@ pub struct Role {
     pub grants: BTreeSet<Grant>,
 }
 
+/// The object a `pii_reader` grant is held on.
+pub const PII_OBJECT: &str = "*";
+
 impl Role {
+    /// Whether the role reads PII columns unmasked: a superuser, or a
+    /// role granted `pii_reader`.
+    pub fn pii_reader(&self) -> bool {
+        self.superuser
+            || self.grants.contains(&Grant {
+                object: PII_OBJECT.to_string(),
+                privilege: Privilege::PiiRead,
+            })
+    }
+
     /// Whether the role holds `privilege` on `table` (`schema.table`).
     pub fn may(&self, privilege: Privilege, table: &str) -> bool {
         if self.superuser {
@@ -492,6 +509,37 @@ pub mod statements {
     }
 
     /// `GRANT privileges ON objects TO roles` (`revoke`: `REVOKE … FROM`).
+    /// `GRANT pii_reader TO …` / `REVOKE pii_reader FROM …`.
+    pub fn grant_pii(
+        roles: &Roles,
+        to: &[ast::Ident],
+        grant: bool,
+    ) -> Result<&'static str, WireError> {
+        let mut changed = Vec::new();
+        for name in to {
+            let name = if name.quote_style.is_some() {
+                name.value.clone()
+            } else {
+                name.value.to_lowercase()
+            };
+            let mut role = existing(roles, &name)?;
+            let g = Grant {
+                object: super::PII_OBJECT.to_string(),
+                privilege: Privilege::PiiRead,
+            };
+            if grant {
+                role.grants.insert(g);
+            } else {
+                role.grants.remove(&g);
+            }
+            changed.push(role);
+        }
+        for role in &changed {
+            roles.put(role)?;
+        }
+        Ok(if grant { "GRANT" } else { "REVOKE" })
+    }
+
     pub fn grant(
         roles: &Roles,
         privs: &ast::Privileges,

@@ -139,6 +139,12 @@ impl Session {
         let defaults = defaults(shared);
         let session = Arc::new_cyclic(|me| {
             let ctx = shared.db.engine().new_session();
+            ctx.state_ref().write().config_mut().set_extension(Arc::new(
+                tessera_sql::pii::PiiAccess {
+                    reader: role.pii_reader(),
+                    user: role.name.clone(),
+                },
+            ));
             super::functions::register_session(&ctx, std::sync::Weak::clone(me));
             Session {
                 role,

@@ -10,6 +10,7 @@ mod archive;
 mod compact;
 mod consent;
 mod erase;
+mod pii;
 mod segment;
 mod unify;
 mod verify;
@@ -24,6 +25,7 @@ pub use archive::Archive;
 pub use compact::Compact;
 pub use consent::{AlterUnify, AlterUnifyAction, ConsentColumns};
 pub use erase::{Erase, ExportProfile, LiftSuppression, ProfileTarget, VerifyErasure};
+pub use pii::{GrantPii, PII_READER, SetPii};
 pub use segment::{
     AlterSegment, AlterSegmentChange, CreateSegment, DropSegment, RefreshPolicy, RefreshSegment,
     SegmentBody, SegmentSet, SegmentStatement,
@@ -58,6 +60,10 @@ pub enum Statement {
     AlterUnify(AlterUnify),
     /// `ARCHIVE [table]` (run by the engine)
     Archive(Archive),
+    /// `ALTER TABLE t ALTER COLUMN c { SET | DROP } PII`
+    SetPii(SetPii),
+    /// `GRANT pii_reader TO …` / `REVOKE pii_reader FROM …` (run by the server)
+    GrantPii(GrantPii),
 }
 
 impl fmt::Display for Statement {
@@ -74,6 +80,8 @@ impl fmt::Display for Statement {
             Statement::ExportProfile(s) => write!(f, "{s}"),
             Statement::AlterUnify(s) => write!(f, "{s}"),
             Statement::Archive(s) => write!(f, "{s}"),
+            Statement::SetPii(s) => write!(f, "{s}"),
+            Statement::GrantPii(s) => write!(f, "{s}"),
         }
     }
 }
@@ -94,6 +102,10 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             Statement::Erase(Erase::parse(&mut parser)?)
         } else if ExportProfile::starts(&parser) {
             Statement::ExportProfile(ExportProfile::parse(&mut parser)?)
+        } else if SetPii::starts(&parser) {
+            Statement::SetPii(SetPii::parse(&mut parser)?)
+        } else if GrantPii::starts(&parser) {
+            Statement::GrantPii(GrantPii::parse(&mut parser)?)
         } else if AlterUnify::starts(&parser) {
             Statement::AlterUnify(AlterUnify::parse(&mut parser)?)
         } else if VerifyErasure::starts(&parser) {

@@ -5,4 +5,5 @@ mod consent;
 mod erase;
 mod export;
 mod faults;
+mod pii;
 mod retention;

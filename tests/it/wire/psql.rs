@@ -6,9 +6,24 @@ use std::process::{Command, Output};
 use super::{PASSWORD, TestServer, runtime, sqlstate};
 
 fn psql(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Output {
+    psql_with(server, "tessera", PASSWORD, args, stdin)
+}
+
+/// psql as another role.
+fn psql_as(server: &TestServer, user: &str, password: &str, args: &[&str]) -> Output {
+    psql_with(server, user, password, args, None)
+}
+
+fn psql_with(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     use std::io::Write;
     let mut cmd = Command::new("psql");
-    cmd.env("PGPASSWORD", PASSWORD)
+    cmd.env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")
         .args([
             "-X",
@@ -17,7 +32,7 @@ fn psql(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Output {
             "-p",
             &server.addr.port().to_string(),
             "-U",
-            "tessera",
+            user,
             "-d",
             "tessera",
             "-v",
@@ -318,4 +333,77 @@ fn consent_is_declared_and_read_over_psql() {
             .unwrap_err();
         assert_eq!(sqlstate(&e), "42501");
     });
+}
+
+#[test]
+fn pii_columns_are_masked_for_analysts_over_the_wire_until_granted() {
+    let server = TestServer::start();
+    ok(&psql(
+        &server,
+        &["-f", "-"],
+        Some(
+            "CREATE TABLE contacts (id BIGINT NOT NULL, email TEXT, city TEXT);
+             INSERT INTO contacts VALUES (1, 'marie@example.com', 'Lyon'), (2, 'paul@example.org', 'Paris');
+             ALTER TABLE contacts ALTER COLUMN email SET PII;
+             CREATE ROLE analyst LOGIN PASSWORD 'analyst-pw';
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO analyst;\n",
+        ),
+    ));
+    let as_analyst = |sql: &str| {
+        let out = psql_as(&server, "analyst", "analyst-pw", &["-A", "-t", "-c", sql]);
+        ok(&out)
+    };
+    // Simple query, a COPY to the client, and a filter on the stored value.
+    let rows = as_analyst("SELECT email, city FROM contacts ORDER BY id");
+    assert!(
+        !rows.contains('@') && rows.contains("pii_") && rows.contains("Lyon"),
+        "{rows}"
+    );
+    let copied = as_analyst("COPY contacts TO STDOUT WITH (FORMAT csv)");
+    assert!(!copied.contains('@') && copied.contains("pii_"), "{copied}");
+    let probe = as_analyst("SELECT count(*) FROM contacts WHERE email = 'marie@example.com'");
+    assert_eq!(probe.trim(), "0");
+    // The extended protocol (tokio-postgres), and only a superuser grants.
+    runtime().block_on(async {
+        let analyst = server.connect_as("analyst", "analyst-pw").await.unwrap();
+        let row = analyst
+            .query_one("SELECT email FROM contacts WHERE id = $1", &[&1i64])
+            .await
+            .unwrap();
+        assert!(row.get::<_, String>(0).starts_with("pii_"));
+        let e = analyst
+            .simple_query("GRANT pii_reader TO analyst")
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501");
+        let admin = server.connect().await;
+        admin
+            .simple_query("GRANT pii_reader TO analyst")
+            .await
+            .unwrap();
+        // Granted: the next statement of the same connection reads values.
+        let row = analyst
+            .query_one("SELECT email FROM contacts WHERE id = $1", &[&1i64])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "marie@example.com");
+    });
+    // Every unmasked read is recorded, with the role.
+    let audit = ok(&psql(
+        &server,
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "SELECT role, table_name, rows FROM pii_reads WHERE role = 'analyst'",
+        ],
+        None,
+    ));
+    assert_eq!(audit.trim(), "analyst|public.contacts|1", "{audit}");
+    ok(&psql(
+        &server,
+        &["-c", "REVOKE pii_reader FROM analyst"],
+        None,
+    ));
+    assert!(as_analyst("SELECT email FROM contacts").contains("pii_"));
 }
