@@ -6,6 +6,7 @@
 #   run.sh erase DIR [...]   ERASE PROFILE's comparison over generated data (erase_compare.py)
 #   run.sh consent DIR [...] has_consent and segments for a purpose (consent_compare.py)
 #   run.sh retention DIR [...] expiring rows past a retention (retention_compare.py)
+#   run.sh pii DIR [...]     what masking PII columns costs a query (pii_compare.py)
 # Installs DuckDB's Python package (and pyarrow) into ./.venv on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -27,6 +28,10 @@ fi
 if [ "${1:-}" = retention ]; then
   shift
   exec "$venv/bin/python" "$root/benches/duckdb/retention_compare.py" "$@"
+fi
+if [ "${1:-}" = pii ]; then
+  shift
+  exec "$venv/bin/python" "$root/benches/duckdb/pii_compare.py" "$@"
 fi
 if [ "${1:-}" = sql ]; then
   shift
