@@ -55,7 +55,8 @@ def psql(port, user, password, sql_list, runs):
     res = {}
     for i, s in enumerate(sql_list):
         mine = times[i * (runs + 1) + 1:(i + 1) * (runs + 1)]
-        res[s] = (statistics.median(mine), answers[i * (runs + 1)] if answers else None)
+        answer = answers[i * (runs + 1)] if len(answers) > i * (runs + 1) else None
+        res[s] = (statistics.median(mine) if mine else None, answer)
     return res
 
 

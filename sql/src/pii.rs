@@ -169,15 +169,44 @@ fn digest(key: &[u8; 32], value: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The masked form of a text value.
-pub fn mask_text(key: &[u8; 32], value: &str) -> String {
+/// The masked form of a text value, written into `out` (20 ASCII bytes).
+fn mask_into(key: &[u8; 32], value: &str, out: &mut [u8; 20]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = digest(key, value.as_bytes());
-    let mut out = String::with_capacity(20);
-    out.push_str("pii_");
-    for b in &d[..8] {
-        out.push_str(&format!("{b:02x}"));
+    out[..4].copy_from_slice(b"pii_");
+    for (i, b) in d[..8].iter().enumerate() {
+        out[4 + 2 * i] = HEX[usize::from(b >> 4)];
+        out[5 + 2 * i] = HEX[usize::from(b & 15)];
     }
-    out
+}
+
+/// The masked form of a text value: `pii_` and 16 hex digits.
+pub fn mask_text(key: &[u8; 32], value: &str) -> String {
+    let mut buf = [0u8; 20];
+    mask_into(key, value, &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Masks every value of a text array into a builder (no allocation per
+/// value).
+fn mask_strings<'a>(
+    key: &[u8; 32],
+    values: impl Iterator<Item = Option<&'a str>>,
+    n: usize,
+) -> StringArray {
+    let mut b = arrow::array::StringBuilder::with_capacity(n, n * 20);
+    let mut buf = [0u8; 20];
+    for v in values {
+        match v {
+            Some(v) => {
+                mask_into(key, v, &mut buf);
+                // The buffer is ASCII.
+                b.append_value(std::str::from_utf8(&buf).unwrap_or_default());
+            }
+            None => b.append_null(),
+        }
+    }
+    b.finish()
 }
 
 fn mask_int(key: &[u8; 32], value: i64) -> i64 {
@@ -190,13 +219,11 @@ fn mask_int(key: &[u8; 32], value: i64) -> i64 {
 /// `array` with every value masked (NULLs stay NULL), of the same type.
 pub fn mask_array(key: &[u8; 32], array: &ArrayRef) -> Result<ArrayRef> {
     Ok(match array.data_type() {
-        DataType::Utf8 => Arc::new(
-            array
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.map(|v| mask_text(key, v)))
-                .collect::<StringArray>(),
-        ),
+        DataType::Utf8 => Arc::new(mask_strings(
+            key,
+            array.as_string::<i32>().iter(),
+            array.len(),
+        )),
         DataType::LargeUtf8 => Arc::new(
             array
                 .as_string::<i64>()
@@ -204,13 +231,11 @@ pub fn mask_array(key: &[u8; 32], array: &ArrayRef) -> Result<ArrayRef> {
                 .map(|v| v.map(|v| mask_text(key, v)))
                 .collect::<LargeStringArray>(),
         ),
-        DataType::Utf8View => Arc::new(
-            array
-                .as_string_view()
-                .iter()
-                .map(|v| v.map(|v| mask_text(key, v)))
-                .collect::<StringViewArray>(),
-        ),
+        DataType::Utf8View => Arc::new(StringViewArray::from(&mask_strings(
+            key,
+            array.as_string_view().iter(),
+            array.len(),
+        ))),
         DataType::Int64 => Arc::new(
             array
                 .as_primitive::<arrow::datatypes::Int64Type>()
