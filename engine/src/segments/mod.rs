@@ -453,7 +453,12 @@ impl Segments {
                 let stmt = tessera_sql::parser::Statement::Sql(Box::new(
                     tessera_sql::datafusion::sql::sqlparser::ast::Statement::Query(q.clone()),
                 ));
-                let out = engine.run(stmt).await?;
+                // A segment is the database's own: its definition reads the
+                // values, whoever's write triggered the refresh (an ON
+                // COMMIT refresh runs inside a masked role's statement).
+                let out = tessera_sql::pii::STATEMENT_ACCESS
+                    .scope(tessera_sql::pii::PiiAccess::owner(), engine.run(stmt))
+                    .await?;
                 let Some(first) = out.schema.fields().first() else {
                     return Err(not_ids(&def.name, "returns no column"));
                 };

@@ -226,3 +226,27 @@ fn identifiers_of_pii_columns_are_masked_in_profile_tables_and_segments() {
     );
     assert_eq!(one(&out[0]), 3);
 }
+
+#[test]
+fn a_refresh_triggered_by_a_masked_role_still_reads_the_values() {
+    let db = Database::open_in_memory().unwrap();
+    db.execute(SETUP).unwrap();
+    db.execute(
+        "UNIFY customers FROM crm (email);
+         CREATE SEGMENT at_example ON customers REFRESH ON COMMIT AS
+           SELECT profile_id FROM crm WHERE email LIKE '%@example.com'",
+    )
+    .unwrap();
+    let size = |db: &Database| {
+        let b = db.sql("SELECT segment_count('at_example')").unwrap();
+        b[0].column(0).as_primitive::<Int64Type>().value(0)
+    };
+    assert_eq!(size(&db), 1);
+    // An analyst's write refreshes the segment; its definition matches
+    // the stored addresses, not their masks.
+    as_analyst(
+        &db,
+        "INSERT INTO crm VALUES (4, 'zoe@example.com', 'Zoe', 5)",
+    );
+    assert_eq!(size(&db), 2);
+}
