@@ -85,6 +85,8 @@ pub fn access_of(config: Option<Arc<PiiAccess>>) -> Option<PiiAccess> {
 struct State {
     key: Option<[u8; 32]>,
     columns: HashMap<String, BTreeSet<String>>,
+    /// Functions that answer from an identifier's value (`unify`, …).
+    probes: BTreeSet<String>,
 }
 
 /// The PII columns of an engine's tables and the masking key. Cheap to
@@ -111,6 +113,61 @@ impl PiiTags {
         Self {
             inner: Arc::new(RwLock::new(st)),
         }
+    }
+
+    /// Marks `function` as answering from a value given to it: while any
+    /// column is tagged, a reader without `pii_reader` may not call it
+    /// (it would tell whether a masked value is known).
+    pub fn mark_probe(&self, function: &str) {
+        self.inner.write().probes.insert(function.to_lowercase());
+    }
+
+    /// Refuses `stmt` for a reader without `pii_reader` if it calls a
+    /// function marked with [`PiiTags::mark_probe`]. Checked before
+    /// planning: a table function runs while the query is planned.
+    pub(crate) fn check_probes(
+        &self,
+        stmt: &datafusion::sql::sqlparser::ast::Statement,
+        access: Option<&PiiAccess>,
+    ) -> Result<()> {
+        use datafusion::sql::sqlparser::ast::{Expr, visit_expressions, visit_relations};
+        use std::ops::ControlFlow;
+        if access.is_none_or(|a| a.reader) || !self.any() {
+            return Ok(());
+        }
+        let st = self.inner.read();
+        let last = |n: &datafusion::sql::sqlparser::ast::ObjectName| {
+            n.0.last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.to_lowercase())
+                .unwrap_or_default()
+        };
+        let mut found = visit_expressions(stmt, |e| match e {
+            Expr::Function(f) if st.probes.contains(&last(&f.name)) => {
+                ControlFlow::Break(last(&f.name))
+            }
+            _ => ControlFlow::Continue(()),
+        });
+        if found.is_continue() {
+            found = visit_relations(stmt, |r| {
+                if st.probes.contains(&last(r)) {
+                    ControlFlow::Break(last(r))
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+        }
+        match found {
+            ControlFlow::Break(f) => Err(SqlError::ReadOnly(format!(
+                "permission denied: {f}() answers from identifier values, which this database masks for roles without pii_reader"
+            ))),
+            ControlFlow::Continue(()) => Ok(()),
+        }
+    }
+
+    /// Whether any column of any table is tagged.
+    pub fn any(&self) -> bool {
+        !self.inner.read().columns.is_empty()
     }
 
     /// The PII columns of `table` (storage name).

@@ -339,6 +339,12 @@ impl SqlEngine {
         ctx: &SessionContext,
         mut stmt: ast::Statement,
     ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let access = crate::pii::access_of(
+            ctx.state()
+                .config()
+                .get_extension::<crate::pii::PiiAccess>(),
+        );
+        self.pii.check_probes(&stmt, access.as_ref())?;
         self.table_params.bind(&mut stmt)?;
         let state = ctx.state();
         Ok(state
@@ -789,6 +795,13 @@ impl SqlEngine {
 
     async fn run_sql(&self, mut stmt: ast::Statement) -> Result<QueryOutput> {
         use ast::Statement as S;
+        let access = crate::pii::access_of(
+            self.ctx
+                .state()
+                .config()
+                .get_extension::<crate::pii::PiiAccess>(),
+        );
+        self.pii.check_probes(&stmt, access.as_ref())?;
         self.table_params.bind(&mut stmt)?;
         match stmt {
             S::CreateTable(ct) => self.create_table(ct).await,

@@ -373,12 +373,32 @@ fn text_schema(name: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]))
 }
 
+/// Sets how the session reads PII columns from its role as it is now (a
+/// GRANT pii_reader takes effect at the role's next statement), before
+/// anything of the statement is planned.
+fn refresh_pii(shared: &Shared, session: &Session) -> Result<()> {
+    let role = shared.roles.get(&session.role.name).ok_or_else(|| {
+        WireError::Permission(format!("role \"{}\" no longer exists", session.role.name))
+    })?;
+    session
+        .ctx
+        .state_ref()
+        .write()
+        .config_mut()
+        .set_extension(Arc::new(tessera_sql::pii::PiiAccess {
+            reader: role.pii_reader(),
+            user: role.name.clone(),
+        }));
+    Ok(())
+}
+
 /// What a statement returns, before running it (for `Describe`).
 async fn describe(
     session: &Session,
     shared: &Shared,
     stmt: &Statement,
 ) -> Result<(Option<SchemaRef>, Vec<Option<DataType>>)> {
+    refresh_pii(shared, session)?;
     match stmt {
         Statement::Sql(s) => match s.as_ref() {
             q if is_query(q) => {
@@ -664,15 +684,7 @@ impl Handler {
         default_schema: &str,
         plan: &LogicalPlan,
     ) -> Result<()> {
-        // Who reads PII, as of the role now (a GRANT pii_reader takes
-        // effect at the next statement).
-        let access = self.pii_access(session)?;
-        session
-            .ctx
-            .state_ref()
-            .write()
-            .config_mut()
-            .set_extension(Arc::new(access));
+        refresh_pii(&self.shared, session)?;
         let role = self.role(session)?;
         if role.superuser {
             return Ok(());
@@ -759,6 +771,7 @@ impl Handler {
         format: &Format,
     ) -> Result<Response> {
         let deadline = self.deadline(session);
+        refresh_pii(&self.shared, session)?;
         let s = match statement {
             Statement::Sql(s) => *s,
             Statement::ExportProfile(e) => {

@@ -371,6 +371,14 @@ fn pii_columns_are_masked_for_analysts_over_the_wire_until_granted() {
             .await
             .unwrap();
         assert!(row.get::<_, String>(0).starts_with("pii_"));
+        // Functions that answer from a value cannot probe masked values.
+        for probe in [
+            "SELECT unify('email', 'marie@example.com')",
+            "SELECT * FROM unify_explain('email', 'marie@example.com')",
+        ] {
+            let e = analyst.simple_query(probe).await.unwrap_err();
+            assert_eq!(sqlstate(&e), "42501", "{probe}");
+        }
         let e = analyst
             .simple_query("GRANT pii_reader TO analyst")
             .await
