@@ -13,28 +13,10 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/.venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/benches/duckdb/requirements.txt"
-if [ "${1:-}" = unify ]; then
-  shift
-  exec "$venv/bin/python" "$root/benches/duckdb/unify_compare.py" "$@"
-fi
-if [ "${1:-}" = erase ]; then
-  shift
-  exec "$venv/bin/python" "$root/benches/duckdb/erase_compare.py" "$@"
-fi
-if [ "${1:-}" = consent ]; then
-  shift
-  exec "$venv/bin/python" "$root/benches/duckdb/consent_compare.py" "$@"
-fi
-if [ "${1:-}" = retention ]; then
-  shift
-  exec "$venv/bin/python" "$root/benches/duckdb/retention_compare.py" "$@"
-fi
-if [ "${1:-}" = pii ]; then
-  shift
-  exec "$venv/bin/python" "$root/benches/duckdb/pii_compare.py" "$@"
-fi
-if [ "${1:-}" = sql ]; then
-  shift
-  exec "$venv/bin/python" "$root/benches/duckdb/sql_compare.py" "$@"
-fi
+case "${1:-}" in
+  unify | erase | consent | retention | pii | sql)
+    script="$1_compare.py"
+    shift
+    exec "$venv/bin/python" "$root/benches/duckdb/$script" "$@" ;;
+esac
 exec "$venv/bin/python" "$root/benches/duckdb/storage_compare.py" "$@"

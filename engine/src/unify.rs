@@ -55,7 +55,7 @@ pub struct UnifySpec {
 }
 
 /// PostgreSQL folds unquoted identifiers to lower case.
-fn ident(i: &tessera_sql::datafusion::sql::sqlparser::ast::Ident) -> String {
+pub(crate) fn ident(i: &tessera_sql::datafusion::sql::sqlparser::ast::Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
     } else {

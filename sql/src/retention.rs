@@ -155,9 +155,18 @@ impl Retention {
         })
     }
 
-    /// [`Retention::cutoff`] at the current time.
-    pub fn cutoff_now(&self, t: &DataType) -> Result<i64> {
-        self.cutoff(t, Utc::now())
+    /// The rows past the retention at `now`, for a column of type `t`.
+    pub fn expired(&self, t: &DataType, now: DateTime<Utc>) -> Result<tessera_storage::Predicate> {
+        Ok(tessera_storage::Predicate::Compare {
+            column: self.column.clone(),
+            op: tessera_storage::CmpOp::Lt,
+            value: tessera_storage::Value::Int(self.cutoff(t, now)?),
+        })
+    }
+
+    /// [`Retention::expired`] now.
+    pub fn expired_now(&self, t: &DataType) -> Result<tessera_storage::Predicate> {
+        self.expired(t, Utc::now())
     }
 
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {

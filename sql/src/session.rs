@@ -629,15 +629,9 @@ impl SqlEngine {
             let Ok(field) = schema.field_with_name(&r.column) else {
                 continue;
             };
-            let cutoff = r.cutoff(field.data_type(), now)?;
-            n += self.store.delete_where(
-                &t,
-                &tessera_storage::Predicate::Compare {
-                    column: r.column.clone(),
-                    op: tessera_storage::CmpOp::Lt,
-                    value: tessera_storage::Value::Int(cutoff),
-                },
-            )?;
+            n += self
+                .store
+                .delete_where(&t, &r.expired(field.data_type(), now)?)?;
         }
         Ok(n)
     }

@@ -47,9 +47,7 @@ use tessera_sql::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tessera_sql::datafusion::physical_plan::streaming::PartitionStream;
 use tessera_sql::hook::Hooks;
 use tessera_sql::parser::Archive;
-use tessera_sql::storage::{
-    CmpOp, Mutation, Predicate, ROW_ID_COLUMN, ScanOptions, Snapshot, Store, TableOptions, Value,
-};
+use tessera_sql::storage::{Mutation, ROW_ID_COLUMN, ScanOptions, Snapshot, Store, TableOptions};
 use tessera_sql::{QueryOutput, SqlEngine, SqlError};
 
 use crate::error::{EngineError, Result};
@@ -141,7 +139,11 @@ pub fn open(engine: &SqlEngine) -> Result<()> {
     let live = listed(&store.snapshot())?;
     let names: HashSet<&str> = live.iter().map(|l| l.file.as_str()).collect();
     for folder in store.list_side_files("")? {
-        for f in store.list_side_files(&folder)? {
+        // Something else than a folder of archive files is not ours.
+        let Ok(files) = store.list_side_files(&folder) else {
+            continue;
+        };
+        for f in files {
             let rel = format!("{folder}/{f}");
             if !names.contains(rel.as_str()) {
                 store.remove_side_file(&rel)?;
@@ -185,6 +187,25 @@ async fn ensure(engine: &SqlEngine) -> Result<()> {
     Ok(())
 }
 
+/// Opens archive file `file`: its schema and a reader of its batches (a
+/// file that is not Parquet is a corrupt archive).
+fn open_file(
+    store: &Store,
+    file: &str,
+) -> Result<(
+    SchemaRef,
+    tessera_sql::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+)> {
+    let corrupt = |e: tessera_sql::datafusion::parquet::errors::ParquetError| {
+        EngineError::corrupt_table(file, e.to_string())
+    };
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(Bytes::from(store.read_side_file(file)?))
+            .map_err(corrupt)?;
+    let schema = Arc::clone(builder.schema());
+    Ok((schema, builder.build().map_err(corrupt)?))
+}
+
 /// Reads one archive file, shaped to `schema` (columns by name; missing
 /// ones NULL), its `profile_id` mapped by the source's hook.
 fn read_file(
@@ -194,12 +215,7 @@ fn read_file(
     file: &str,
     schema: &SchemaRef,
 ) -> Result<Vec<RecordBatch>> {
-    let bytes = Bytes::from(store.read_side_file(file)?);
-    let corrupt = |e: String| EngineError::corrupt_table(file, e);
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| corrupt(e.to_string()))?
-        .build()
-        .map_err(|e| corrupt(e.to_string()))?;
+    let (_, reader) = open_file(store, file)?;
     let hook = hooks.get(source);
     let mut out = Vec::new();
     for b in reader {
@@ -272,14 +288,7 @@ fn provide(engine: &SqlEngine, source: &str) -> Result<()> {
         Ok(t) => t.schema(),
         // The table was dropped: its archive keeps the first file's columns.
         Err(_) => match files.first() {
-            Some(f) => {
-                let bytes = Bytes::from(store.read_side_file(f)?);
-                Arc::clone(
-                    ParquetRecordBatchReaderBuilder::try_new(bytes)
-                        .map_err(|e| EngineError::corrupt_table(f, e.to_string()))?
-                        .schema(),
-                )
-            }
+            Some(f) => open_file(store, f)?.0,
             None => return Ok(()),
         },
     };
@@ -404,14 +413,9 @@ fn archive_table(
     let Ok(field) = schema.field_with_name(&r.column) else {
         return Ok((0, None));
     };
-    let cutoff = r.cutoff_now(field.data_type())?;
     let batches = t
         .scan(&ScanOptions {
-            predicate: Some(Predicate::Compare {
-                column: r.column.clone(),
-                op: CmpOp::Lt,
-                value: Value::Int(cutoff),
-            }),
+            predicate: Some(r.expired_now(field.data_type())?),
             row_ids: true,
             ..ScanOptions::default()
         })?
@@ -474,13 +478,7 @@ pub fn erase_rows(
         let Some(source_index) = spec.sources.iter().position(|s| s.table == l.source) else {
             continue;
         };
-        let bytes = Bytes::from(store.read_side_file(&l.file)?);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| EngineError::corrupt_table(&l.file, e.to_string()))?;
-        let schema = Arc::clone(reader.schema());
-        let reader = reader
-            .build()
-            .map_err(|e| EngineError::corrupt_table(&l.file, e.to_string()))?;
+        let (schema, reader) = open_file(store, &l.file)?;
         let mut kept = Vec::new();
         let mut gone = 0u64;
         let mut total = 0u64;

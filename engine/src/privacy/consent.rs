@@ -40,7 +40,7 @@ use tessera_sql::{QueryOutput, SqlEngine, SqlError};
 use crate::error::{EngineError, Result};
 use crate::space::Space;
 use crate::spaces::Spaces;
-use crate::unify::{PROFILE_ID, storage_name};
+use crate::unify::{PROFILE_ID, ident, storage_name};
 
 /// Catalog key prefix of consent declarations.
 const KEY_PREFIX: &str = "consent:";
@@ -86,13 +86,6 @@ impl Decisions {
         self.granted
             .get(purpose.trim())
             .is_some_and(|b| b.contains(profile))
-    }
-
-    /// The purposes anyone decided on.
-    pub fn purposes(&self) -> Vec<String> {
-        let mut p: Vec<String> = self.granted.keys().cloned().collect();
-        p.sort();
-        p
     }
 }
 
@@ -215,15 +208,6 @@ impl Consents {
             }
         }
         Ok(QueryOutput::command("ALTER UNIFY"))
-    }
-}
-
-/// PostgreSQL folds unquoted identifiers to lower case.
-fn ident(i: &tessera_sql::datafusion::sql::sqlparser::ast::Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_lowercase()
     }
 }
 

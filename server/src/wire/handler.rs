@@ -377,19 +377,16 @@ fn text_schema(name: &str) -> SchemaRef {
 /// GRANT pii_reader takes effect at the role's next statement), before
 /// anything of the statement is planned.
 fn refresh_pii(shared: &Shared, session: &Session) -> Result<()> {
-    let role = shared.roles.get(&session.role.name).ok_or_else(|| {
-        WireError::Permission(format!("role \"{}\" no longer exists", session.role.name))
-    })?;
-    session
-        .ctx
-        .state_ref()
-        .write()
-        .config_mut()
-        .set_extension(Arc::new(tessera_sql::pii::PiiAccess {
-            reader: role.pii_reader(),
-            user: role.name.clone(),
-        }));
+    session.set_pii_access(role_now(shared, session)?.pii_access());
     Ok(())
+}
+
+/// The session's role as it is now (grants may have changed since the
+/// connection logged in).
+fn role_now(shared: &Shared, session: &Session) -> Result<roles::Role> {
+    shared.roles.get(&session.role.name).ok_or_else(|| {
+        WireError::Permission(format!("role \"{}\" no longer exists", session.role.name))
+    })
 }
 
 /// What a statement returns, before running it (for `Describe`).
@@ -666,9 +663,7 @@ impl Handler {
     /// The session's role as it is now (grants may have changed since the
     /// connection logged in).
     fn role(&self, session: &Session) -> Result<roles::Role> {
-        self.shared.roles.get(&session.role.name).ok_or_else(|| {
-            WireError::Permission(format!("role \"{}\" no longer exists", session.role.name))
-        })
+        role_now(&self.shared, session)
     }
 
     /// Checks the role's SELECT on what a plan made in the session reads.
@@ -741,15 +736,6 @@ impl Handler {
                 "permission denied for table {t}"
             )))
         }
-    }
-
-    /// How the session's role reads PII columns.
-    fn pii_access(&self, session: &Session) -> Result<tessera_sql::pii::PiiAccess> {
-        let role = self.role(session)?;
-        Ok(tessera_sql::pii::PiiAccess {
-            reader: role.pii_reader(),
-            user: role.name.clone(),
-        })
     }
 
     fn require_superuser(&self, session: &Session, what: &str) -> Result<()> {
@@ -1129,6 +1115,27 @@ impl Handler {
         )?)))
     }
 
+    /// Runs a statement through the shared database on the session's
+    /// behalf: interruptible, and reading PII as the session's role may.
+    async fn run_as_role(
+        &self,
+        session: &Arc<Session>,
+        statement: Statement,
+        deadline: Option<(Instant, std::time::Duration)>,
+    ) -> Result<tessera_engine::QueryOutput> {
+        let db = self.shared.db.clone();
+        let access = self.role(session)?.pii_access();
+        self.guarded(
+            session,
+            deadline,
+            self.work(
+                tessera_sql::pii::STATEMENT_ACCESS
+                    .scope(access, async move { Ok(db.run_async(statement).await?) }),
+            ),
+        )
+        .await
+    }
+
     /// Runs a statement through the database (writes, DDL, Tessera's own).
     async fn run_in_database(
         &self,
@@ -1137,18 +1144,7 @@ impl Handler {
         format: &Format,
         deadline: Option<(Instant, std::time::Duration)>,
     ) -> Result<Response> {
-        let db = self.shared.db.clone();
-        let access = self.pii_access(session)?;
-        let out = self
-            .guarded(
-                session,
-                deadline,
-                self.work(
-                    tessera_sql::pii::STATEMENT_ACCESS
-                        .scope(access, async move { Ok(db.run_async(statement).await?) }),
-                ),
-            )
-            .await?;
+        let out = self.run_as_role(session, statement, deadline).await?;
         if out.schema.fields().is_empty() {
             return Ok(Response::Execution(Tag::new(&out.tag)));
         }
@@ -1261,18 +1257,8 @@ impl Handler {
                 .run_in_database(session, Statement::ExportProfile(e), format, deadline)
                 .await;
         }
-        let db = self.shared.db.clone();
-        let access = self.pii_access(session)?;
         let out = self
-            .guarded(
-                session,
-                deadline,
-                self.work(
-                    tessera_sql::pii::STATEMENT_ACCESS.scope(access, async move {
-                        Ok(db.run_async(Statement::ExportProfile(e)).await?)
-                    }),
-                ),
-            )
+            .run_as_role(session, Statement::ExportProfile(e), deadline)
             .await?;
         let mut text = out
             .batches

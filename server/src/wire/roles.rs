@@ -103,6 +103,14 @@ impl Role {
             })
     }
 
+    /// How the role's queries read PII columns (for the audit, by name).
+    pub fn pii_access(&self) -> tessera_sql::pii::PiiAccess {
+        tessera_sql::pii::PiiAccess {
+            reader: self.pii_reader(),
+            user: self.name.clone(),
+        }
+    }
+
     /// Whether the role holds `privilege` on `table` (`schema.table`).
     pub fn may(&self, privilege: Privilege, table: &str) -> bool {
         if self.superuser {
@@ -517,12 +525,7 @@ pub mod statements {
     ) -> Result<&'static str, WireError> {
         let mut changed = Vec::new();
         for name in to {
-            let name = if name.quote_style.is_some() {
-                name.value.clone()
-            } else {
-                name.value.to_lowercase()
-            };
-            let mut role = existing(roles, &name)?;
+            let mut role = existing(roles, &ident(name))?;
             let g = Grant {
                 object: super::PII_OBJECT.to_string(),
                 privilege: Privilege::PiiRead,

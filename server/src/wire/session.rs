@@ -129,6 +129,15 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// Sets how the session's queries read PII columns.
+    pub fn set_pii_access(&self, access: tessera_sql::pii::PiiAccess) {
+        self.ctx
+            .state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(access));
+    }
+
     /// A new session for `role`, with the client's startup parameters.
     pub fn new(
         shared: &Arc<Shared>,
@@ -139,12 +148,10 @@ impl Session {
         let defaults = defaults(shared);
         let session = Arc::new_cyclic(|me| {
             let ctx = shared.db.engine().new_session();
-            ctx.state_ref().write().config_mut().set_extension(Arc::new(
-                tessera_sql::pii::PiiAccess {
-                    reader: role.pii_reader(),
-                    user: role.name.clone(),
-                },
-            ));
+            ctx.state_ref()
+                .write()
+                .config_mut()
+                .set_extension(Arc::new(role.pii_access()));
             super::functions::register_session(&ctx, std::sync::Weak::clone(me));
             Session {
                 role,
