@@ -1,6 +1,7 @@
 //! Storage-engine benchmarks: append throughput with an fsync per 10k-row
-//! batch, segment flush, a full scan of one column, and filtered scans at
-//! 0.1 % and 10 % selectivity with and without the bitmap index.
+//! batch, segment flush, a full scan of one column, filtered scans at
+//! 0.1 % and 10 % selectivity with and without the bitmap index, and what
+//! encryption at rest costs a flush and a cold scan.
 //!
 //! Run with `cargo bench -p tessera-benches --bench storage`. Set
 //! `TESSERA_BENCH_ROWS` to change the scanned table's size (default 4M rows).
@@ -13,7 +14,9 @@ use arrow::compute::sum;
 use arrow::datatypes::Float64Type;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tessera_benches::{events_batch, events_schema};
-use tessera_storage::{CmpOp, Options, OsVfs, Predicate, ScanOptions, Store, TableOptions, Value};
+use tessera_storage::{
+    CmpOp, Key, Options, OsVfs, Predicate, ScanOptions, Store, TableOptions, Value,
+};
 
 const BATCH: usize = 10_000;
 
@@ -58,26 +61,31 @@ fn flush(c: &mut Criterion) {
     g.throughput(Throughput::Elements(rows as u64));
     g.sample_size(10);
     g.bench_function("200k_rows_to_segment", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let store = Store::open_with(dir.path(), quiet(), Arc::new(OsVfs)).expect("open");
-                store
-                    .create_table("events", events_schema(), indexed())
-                    .expect("create");
-                for batch in &batches {
-                    store.append("events", batch).expect("append");
-                }
-                (dir, store)
-            },
-            |(dir, store)| {
-                store.checkpoint().expect("flush");
-                (dir, store)
-            },
-            BatchSize::PerIteration,
-        );
+        bench_flush(b, &batches, &quiet())
     });
     g.finish();
+}
+
+/// Times writing `batches`, appended to a new store, to a segment.
+fn bench_flush(b: &mut criterion::Bencher<'_>, batches: &[RecordBatch], opts: &Options) {
+    b.iter_batched(
+        || {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = Store::open_with(dir.path(), opts.clone(), Arc::new(OsVfs)).expect("open");
+            store
+                .create_table("events", events_schema(), indexed())
+                .expect("create");
+            for batch in batches {
+                store.append("events", batch).expect("append");
+            }
+            (dir, store)
+        },
+        |(dir, store)| {
+            store.checkpoint().expect("flush");
+            (dir, store)
+        },
+        BatchSize::PerIteration,
+    );
 }
 
 /// A table of `rows` events in segments of 1M rows, on disk.
@@ -184,5 +192,69 @@ fn scans(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, flush, scans);
+/// What encryption at rest costs the storage engine: writing 200k rows to a
+/// segment, and opening a 1M-row table cold and summing a column (an
+/// encrypted segment is read and decrypted into memory instead of mapped),
+/// each without and with a key.
+fn encryption(c: &mut Criterion) {
+    let key = || Some(Key::from_bytes([0x42; 32]));
+    let mut g = c.benchmark_group("storage/encryption");
+    g.sample_size(10);
+    let rows = 200_000;
+    let batches: Vec<RecordBatch> = (0..rows / BATCH)
+        .map(|i| events_batch(4, (i * BATCH) as i64, BATCH))
+        .collect();
+    g.throughput(Throughput::Elements(rows as u64));
+    for (label, encryption) in [("plain", None), ("encrypted", key())] {
+        let opts = Options {
+            encryption,
+            ..quiet()
+        };
+        g.bench_function(format!("flush_200k_rows_{label}"), |b| {
+            bench_flush(b, &batches, &opts)
+        });
+    }
+    let rows = 1_000_000;
+    g.throughput(Throughput::Elements(rows as u64));
+    for (label, encryption) in [("plain", None), ("encrypted", key())] {
+        let opts = Options {
+            encryption,
+            ..quiet()
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open_with(dir.path(), opts.clone(), Arc::new(OsVfs)).expect("open");
+        store
+            .create_table("events", events_schema(), indexed())
+            .expect("create");
+        for i in 0..rows / BATCH {
+            store
+                .append("events", &events_batch(5, (i * BATCH) as i64, BATCH))
+                .expect("append");
+        }
+        store.checkpoint().expect("flush");
+        drop(store);
+        g.bench_function(format!("open_and_sum_1m_rows_{label}"), |b| {
+            b.iter(|| {
+                let store =
+                    Store::open_with(dir.path(), opts.clone(), Arc::new(OsVfs)).expect("open");
+                let scan = store
+                    .table("events")
+                    .expect("table")
+                    .scan(&ScanOptions {
+                        projection: Some(vec!["amount".into()]),
+                        ..ScanOptions::default()
+                    })
+                    .expect("scan");
+                let mut total = 0.0;
+                for batch in scan.collect().expect("rows") {
+                    total += sum(batch.column(0).as_primitive::<Float64Type>()).unwrap_or(0.0);
+                }
+                total
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, append, flush, scans, encryption);
 criterion_main!(benches);

@@ -26,11 +26,12 @@ def fetch_arrow(con, q):
     raise RuntimeError("this DuckDB cannot return Arrow tables")
 
 
-def tessera(binary, db, sql):
-    """Runs `tessera sql` over db with the statements sql: (seconds, stdout)."""
+def tessera(binary, db, sql, env=None):
+    """Runs `tessera sql` over db with the statements sql: (seconds, stdout).
+    `env`: the environment (to give TESSERA_KEY), the current one by default."""
     t = time.perf_counter()
     out = subprocess.run([binary, "sql", "--db", db, "--command=" + sql],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"tessera failed: {out.stderr}")
     return time.perf_counter() - t, out.stdout

@@ -7,6 +7,7 @@
 #   run.sh consent DIR [...] has_consent and segments for a purpose (consent_compare.py)
 #   run.sh retention DIR [...] expiring rows past a retention (retention_compare.py)
 #   run.sh pii DIR [...]     what masking PII columns costs a query (pii_compare.py)
+#   run.sh encryption DIR [...] what encryption at rest costs each engine (encryption_compare.py)
 # Installs DuckDB's Python package (and pyarrow) into ./.venv on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -14,6 +15,13 @@ venv="$root/.venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/benches/duckdb/requirements.txt"
 case "${1:-}" in
+  encryption)
+    # Its own environment: DuckDB 1.4.4 with httpfs (see requirements-encryption.txt).
+    venv="$root/.venv-duckdb-encryption"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/benches/duckdb/requirements-encryption.txt"
+    shift
+    exec "$venv/bin/python" "$root/benches/duckdb/encryption_compare.py" "$@" ;;
   unify | erase | consent | retention | pii | sql)
     script="$1_compare.py"
     shift

@@ -40,8 +40,8 @@ pub use error::{EngineError, Result};
 use tessera_sql::SqlEngine;
 pub use tessera_sql::datafusion::arrow as engine_arrow;
 use tessera_sql::datafusion::arrow::array::RecordBatch;
-pub use tessera_sql::storage::{CompactionReport, VerifyReport};
-use tessera_sql::storage::{Options, Store, sim::SimVfs};
+pub use tessera_sql::storage::{CompactionReport, Key, VerifyReport};
+use tessera_sql::storage::{Options, OsVfs, Store, sim::SimVfs};
 pub use tessera_sql::{EngineOptions, QueryOutput, QueryStream, SqlError};
 
 pub mod datagen;
@@ -146,6 +146,32 @@ impl Database {
     pub fn open_with(path: impl AsRef<Path>, options: EngineOptions) -> Result<Database> {
         let store = Store::open(path)?;
         Self::with_store(store, options)
+    }
+
+    /// Opens (or creates) a database encrypted at rest under `key`
+    /// (AES-256-GCM; see `docs/privacy.md`). A new directory becomes an
+    /// encrypted database; an existing one opens only if it was created
+    /// with this key (SQLSTATE 28000 otherwise), and a database created
+    /// without encryption refuses a key (55000).
+    pub fn open_encrypted(
+        path: impl AsRef<Path>,
+        key: Key,
+        options: EngineOptions,
+    ) -> Result<Database> {
+        let store_options = Options {
+            encryption: Some(key),
+            ..Options::default()
+        };
+        let store = Store::open_with(path, store_options, Arc::new(OsVfs))?;
+        Self::with_store(store, options)
+    }
+
+    /// Puts an encrypted database under key `new` instead of `current`
+    /// (its key now). Only the data key's seal is rewritten, atomically;
+    /// SQLSTATE 28000 if `current` is not the key, 55000 for a database
+    /// created without encryption.
+    pub fn rekey(&self, current: &Key, new: &Key) -> Result<()> {
+        Ok(self.inner.engine.store().rekey(current, new)?)
     }
 
     /// A database that lives in memory only, gone when dropped.

@@ -115,10 +115,14 @@ pub const QUERIES: [(&str, &str); 8] = [
 pub fn run(
     dir: &std::path::Path,
     customers: u64,
+    key: Option<tessera_engine::Key>,
     out: &mut dyn std::io::Write,
 ) -> tessera_engine::Result<()> {
     let fresh = !dir.exists();
-    let db = Database::open(dir)?;
+    let db = match key {
+        Some(key) => Database::open_encrypted(dir, key, tessera_engine::EngineOptions::default())?,
+        None => Database::open(dir)?,
+    };
     let io = tessera_engine::EngineError::Io;
     writeln!(out, "Tessera demo: database in {}", dir.display()).map_err(io)?;
     if fresh || db.sql("SELECT count(*) FROM crm_contacts").is_err() {

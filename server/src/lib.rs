@@ -28,6 +28,7 @@
 
 pub mod demo;
 pub mod export;
+pub mod keys;
 pub mod print;
 pub mod serve;
 pub mod shell;

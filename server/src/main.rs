@@ -2,12 +2,12 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tessera_engine::Database;
-use tessera_server::{demo, export, print, serve, shell};
+use tessera_engine::{Database, EngineOptions};
+use tessera_server::{demo, export, keys, print, serve, shell};
 
 /// Tessera: an embedded analytical database for customer data.
 #[derive(Debug, Parser)]
@@ -15,6 +15,11 @@ use tessera_server::{demo, export, print, serve, shell};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The key of an encrypted database: a file of 64 hexadecimal digits
+    /// (or 32 bytes), mode 600. Also TESSERA_KEY_FILE, or TESSERA_KEY with
+    /// the digits. A new database given a key is created encrypted.
+    #[arg(long, global = true)]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +41,17 @@ enum Command {
         /// The database directory.
         #[arg(long)]
         db: PathBuf,
+    },
+    /// Put an encrypted database under a new key (give the current one with
+    /// --key-file, TESSERA_KEY_FILE or TESSERA_KEY). Data files are not
+    /// rewritten: only the database's data key is sealed anew.
+    Rekey {
+        /// The database directory.
+        #[arg(long)]
+        db: PathBuf,
+        /// A file with the new key (64 hexadecimal digits or 32 bytes, mode 600).
+        #[arg(long)]
+        new_key_file: PathBuf,
     },
     /// Merge small segments and purge deleted rows from every file.
     Compact {
@@ -134,18 +150,22 @@ enum Command {
     },
 }
 
-fn open(db: &PathBuf) -> Result<Database, ExitCode> {
-    Database::open(db).map_err(|e| {
+fn open(db: &Path, key_file: Option<&Path>) -> Result<Database, ExitCode> {
+    keys::open(db, key_file, EngineOptions::default()).map_err(|e| {
         eprintln!("{}", print::error(&e));
+        if e.sqlstate() == "28000" {
+            eprintln!("HINT:  give the database's key with --key-file FILE, TESSERA_KEY_FILE or TESSERA_KEY");
+        }
         ExitCode::FAILURE
     })
 }
 
 fn run(cli: Cli) -> Result<(), ExitCode> {
     let mut out = std::io::stdout();
+    let key_file = cli.key_file.as_deref();
     match cli.command {
         Command::Sql { db, command, file } => {
-            let db = open(&db)?;
+            let db = open(&db, key_file)?;
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 db.engine()
                     .set_progress(Some(std::sync::Arc::new(|done: u64, total: u64| {
@@ -182,7 +202,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             }
         }
         Command::Verify { db } => {
-            let db = open(&db)?;
+            let db = open(&db, key_file)?;
             let report = db.verify().map_err(|e| {
                 eprintln!("{}", print::error(&e));
                 ExitCode::FAILURE
@@ -203,8 +223,29 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             }
             println!("no problems found");
         }
+        Command::Rekey { db, new_key_file } => {
+            let fail = |e: tessera_engine::EngineError| {
+                eprintln!("{}", print::error(&e));
+                ExitCode::FAILURE
+            };
+            let Some(current) = keys::resolve(key_file).map_err(fail)? else {
+                eprintln!(
+                    "ERROR:  give the database's current key with --key-file, TESSERA_KEY_FILE or TESSERA_KEY"
+                );
+                return Err(ExitCode::FAILURE);
+            };
+            let new = tessera_engine::Key::from_file(&new_key_file).map_err(|e| fail(e.into()))?;
+            let database = Database::open_encrypted(&db, current.clone(), EngineOptions::default())
+                .map_err(fail)?;
+            database.rekey(&current, &new).map_err(fail)?;
+            println!(
+                "{} now opens with the key in {}; the old key no longer does",
+                db.display(),
+                new_key_file.display()
+            );
+        }
         Command::Compact { db } => {
-            let db = open(&db)?;
+            let db = open(&db, key_file)?;
             let r = db.compact().map_err(|e| {
                 eprintln!("{}", print::error(&e));
                 ExitCode::FAILURE
@@ -261,7 +302,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             format,
             purpose,
         } => {
-            let db = open(&db)?;
+            let db = open(&db, key_file)?;
             let started = std::time::Instant::now();
             let done = export::run(
                 &db,
@@ -320,6 +361,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 copy_dirs: (!copy_dirs.is_empty()).then_some(copy_dirs),
                 admin_user,
                 memory_limit_mb,
+                key_file: key_file.map(Path::to_path_buf),
             });
             serve::run(&db, file).map_err(|e| {
                 eprintln!("ERROR:  {e}");
@@ -327,7 +369,11 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             })?;
         }
         Command::Demo { db, customers } => {
-            demo::run(&db, customers, &mut out).map_err(|e| {
+            let key = keys::resolve(key_file).map_err(|e| {
+                eprintln!("{}", print::error(&e));
+                ExitCode::FAILURE
+            })?;
+            demo::run(&db, customers, key, &mut out).map_err(|e| {
                 eprintln!("{}", print::error(&e));
                 ExitCode::FAILURE
             })?;
@@ -340,7 +386,11 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 let mut answer = String::new();
                 let _ = std::io::stdin().read_line(&mut answer);
                 if answer.trim().eq_ignore_ascii_case("y") {
-                    serve::run(&db, serve::FileConfig::default()).map_err(|e| {
+                    let file = serve::FileConfig {
+                        key_file: key_file.map(Path::to_path_buf),
+                        ..serve::FileConfig::default()
+                    };
+                    serve::run(&db, file).map_err(|e| {
                         eprintln!("ERROR:  {e}");
                         ExitCode::FAILURE
                     })?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tessera_engine::{Database, EngineOptions};
+use tessera_engine::EngineOptions;
 
 use crate::wire::{ServeConfig, Server, WireError};
 
@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub admin_user: Option<String>,
     /// `memory_limit_mb = 4096`.
     pub memory_limit_mb: Option<usize>,
+    /// `key_file = "/etc/tessera/db.key"`: the key of an encrypted database.
+    pub key_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -58,7 +60,8 @@ impl FileConfig {
             statement_timeout_ms,
             copy_dirs,
             admin_user,
-            memory_limit_mb
+            memory_limit_mb,
+            key_file
         );
     }
 
@@ -94,8 +97,9 @@ pub fn run(db_path: &Path, file: FileConfig) -> Result<(), WireError> {
         memory_limit: file.memory_limit_mb.map(|mb| mb << 20),
         ..EngineOptions::default()
     };
+    let key_file = file.key_file.clone();
     let config = file.serve_config()?;
-    let db = Database::open_with(db_path, options)?;
+    let db = crate::keys::open(db_path, key_file.as_deref(), options)?;
     let password = std::env::var("TESSERA_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());

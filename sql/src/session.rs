@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -236,6 +237,13 @@ impl SqlEngine {
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = options.memory_limit {
             runtime = runtime.with_memory_limit(limit, 1.0);
+        }
+        if store.is_encrypted() {
+            // Spill files would hold table data in plaintext: a query over
+            // the memory limit fails (53200) instead of spilling.
+            runtime = runtime.with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            );
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         let catalog = CatalogState::decode(store.snapshot().catalog())?;

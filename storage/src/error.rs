@@ -78,6 +78,15 @@ pub enum Error {
     /// statement again.
     #[error("{0}")]
     Conflict(String),
+    /// The database is encrypted and was opened without a key.
+    #[error("the database at {} is encrypted: open it with its key", .0.display())]
+    KeyRequired(PathBuf),
+    /// The key given is not the one the database was encrypted with.
+    #[error("the key given does not open the database at {} (it was encrypted under another key)", .0.display())]
+    WrongKey(PathBuf),
+    /// A key was given for a database created without encryption.
+    #[error("the database at {} was created without encryption and cannot take a key (encryption is chosen when a database is created)", .0.display())]
+    NotEncrypted(PathBuf),
 }
 
 impl Error {
@@ -95,6 +104,8 @@ impl Error {
             Error::Locked(_) => "55006",                      // object_in_use
             Error::Closed => "57P01",                         // admin_shutdown
             Error::Conflict(_) => "40001",                    // serialization_failure
+            Error::KeyRequired(_) | Error::WrongKey(_) => "28000", // invalid_authorization_specification
+            Error::NotEncrypted(_) => "55000", // object_not_in_prerequisite_state
         }
     }
 

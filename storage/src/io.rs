@@ -44,6 +44,12 @@ pub trait Vfs: Send + Sync + Debug + 'static {
     /// Maps a sealed, read-only file into memory (or loads it, for a simulated
     /// file system). The caller has verified its checksum.
     fn map(&self, path: &Path) -> Result<Buffer>;
+    /// Whether [`Vfs::map`] gives a copy in memory rather than a mapping
+    /// (a damaged or short file then cannot fault, so it may be mapped
+    /// before its checksum is checked, and read only once).
+    fn maps_to_memory(&self) -> bool {
+        false
+    }
     /// Atomically renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> Result<()>;
     /// Deletes a file.

@@ -32,7 +32,10 @@
 //!    rows, so the data is gone from every file.
 //!
 //! All file I/O goes through [`Vfs`]; [`sim::SimVfs`] simulates crashes and
-//! failing disks for the tests. The byte layouts of every file are in
+//! failing disks for the tests. A database created with a [`Key`]
+//! (`Options::encryption`) has every file sealed with AES-256-GCM by
+//! [`EncryptedVfs`] on its way through (`crypt/`); its segments are then
+//! decrypted into memory instead of mapped. The byte layouts of every file are in
 //! `docs/storage.md`.
 //!
 //! ```
@@ -71,6 +74,7 @@
 mod bulk;
 mod codec;
 mod commit;
+mod crypt;
 pub mod dv;
 mod error;
 mod grep;
@@ -92,6 +96,7 @@ pub mod wal;
 mod zonemap;
 
 pub use bulk::{BulkLoad, LoadTarget};
+pub use crypt::{EncryptedVfs, KEY_CHECK_FILE, Key};
 pub use error::{Error, Result};
 pub use grep::{FindReport, Found};
 pub use io::{DirLock, OsVfs, Vfs, WritableFile};

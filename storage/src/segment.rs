@@ -475,17 +475,30 @@ impl Segment {
         if let Some(m) = slot.as_ref() {
             return Ok(Arc::clone(m));
         }
-        let data = self.vfs.read_at(&self.path, 0, self.footer.data_len())?;
-        if crc(&data) != self.footer.ipc_crc {
-            return Err(Error::corrupt(&self.path, "segment data checksum mismatch"));
+        let data_len = self.footer.data_len();
+        let mismatch = || Error::corrupt(&self.path, "segment data checksum mismatch");
+        if !self.vfs.maps_to_memory() {
+            let data = self.vfs.read_at(&self.path, 0, data_len)?;
+            if crc(&data) != self.footer.ipc_crc {
+                return Err(mismatch());
+            }
         }
-        drop(data);
         let buffer = self.vfs.map(&self.path)?;
         if buffer.len() as u64 != self.file_len() {
             return Err(Error::corrupt(
                 &self.path,
                 "segment file changed length while being opened",
             ));
+        }
+        if self.vfs.maps_to_memory() {
+            // A copy in memory cannot fault: check the bytes just read.
+            let data = usize::try_from(data_len)
+                .ok()
+                .and_then(|n| buffer.as_slice().get(..n))
+                .ok_or_else(mismatch)?;
+            if crc(data) != self.footer.ipc_crc {
+                return Err(mismatch());
+            }
         }
         let m = Arc::new(Mapped::parse(buffer, self.footer.ipc_len, &self.path)?);
         if m.batches.len() != self.meta.batch_rows.len() {

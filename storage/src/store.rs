@@ -17,6 +17,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use roaring::RoaringBitmap;
 
 use crate::commit::{Apply, CommitState, Pending};
+use crate::crypt::{self, Key};
 use crate::error::{Error, Result};
 use crate::index::bitmap_bytes;
 use crate::io::{DirLock, OsVfs, Vfs};
@@ -43,6 +44,10 @@ pub struct Options {
     pub compaction_delete_ratio: f64,
     /// Run flushes and compactions on a background thread.
     pub background: bool,
+    /// The key of an encrypted database: creating a database with a key
+    /// encrypts every file it will write; an encrypted database opens only
+    /// with its key (see `crypt`).
+    pub encryption: Option<Key>,
 }
 
 impl Default for Options {
@@ -54,6 +59,7 @@ impl Default for Options {
             compaction_min_small_segments: 8,
             compaction_delete_ratio: 0.2,
             background: true,
+            encryption: None,
         }
     }
 }
@@ -112,6 +118,7 @@ pub struct Store {
 struct Handle {
     shared: Arc<Shared>,
     worker: Mutex<Option<(Sender<Msg>, JoinHandle<()>)>>,
+    encrypted: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -189,6 +196,10 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         vfs.create_dir_all(&dir)?;
         let lock = vfs.lock(&dir)?;
+        let plain = Arc::clone(&vfs);
+        let vfs = crypt::open(&dir, vfs, opts.encryption.as_ref())?;
+        let encrypted = !Arc::ptr_eq(&plain, &vfs);
+        drop(plain);
         let shared = Arc::new(Shared::recover(dir, opts, vfs, lock)?);
         let worker = if shared.opts.background {
             let (tx, rx) = crossbeam_channel::unbounded();
@@ -206,6 +217,7 @@ impl Store {
             handle: Arc::new(Handle {
                 shared,
                 worker: Mutex::new(worker),
+                encrypted,
             }),
         })
     }
@@ -217,6 +229,22 @@ impl Store {
     /// The database directory.
     pub fn dir(&self) -> &Path {
         &self.shared().dir
+    }
+
+    /// Whether the database is encrypted at rest: then nothing may write
+    /// its data to a file in plaintext (query spills, spooled input).
+    pub fn is_encrypted(&self) -> bool {
+        self.handle.encrypted
+    }
+
+    /// Puts an encrypted database under key `new` instead of `current`
+    /// (which must be its key). Files are encrypted under a data key of
+    /// their own, which is only sealed anew: nothing else is rewritten, and
+    /// a crash leaves one key or the other in force.
+    pub fn rekey(&self, current: &Key, new: &Key) -> Result<()> {
+        let sh = self.shared();
+        let _m = sh.mutation.lock();
+        crypt::rekey(sh.vfs.as_ref(), &sh.dir, current, new)
     }
 
     /// A consistent view of every table, pinned until dropped.

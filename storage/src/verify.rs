@@ -102,6 +102,7 @@ pub(crate) fn verify(
         manifest::CURRENT.to_string(),
         manifest::file_name(m.version),
         "LOCK".into(),
+        crate::crypt::KEY_CHECK_FILE.to_string(),
         crate::side::SIDE_DIR.to_string(),
     ]
     .into();

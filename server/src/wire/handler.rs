@@ -965,10 +965,26 @@ impl Handler {
                 } else {
                     columns.len()
                 };
-                let spool = tempfile::Builder::new()
-                    .prefix("copy-in-")
-                    .tempfile_in(self.shared.db.engine().store().dir())
-                    .or_else(|_| tempfile::NamedTempFile::new())?;
+                let store = self.shared.db.engine().store();
+                let spool = if store.is_encrypted() {
+                    // The input is gathered before it is applied; an
+                    // encrypted database keeps it in memory (tmpfs), never
+                    // in a plaintext file on disk.
+                    tempfile::Builder::new()
+                        .prefix("tessera-copy-in-")
+                        .tempfile_in(MEMORY_SPOOL)
+                        .map_err(|e| {
+                            WireError::Io(std::io::Error::new(
+                                e.kind(),
+                                format!("COPY FROM STDIN into an encrypted database gathers its input in {MEMORY_SPOOL} (memory), which cannot be used: {e}"),
+                            ))
+                        })?
+                } else {
+                    tempfile::Builder::new()
+                        .prefix("copy-in-")
+                        .tempfile_in(store.dir())
+                        .or_else(|_| tempfile::NamedTempFile::new())?
+                };
                 *session.copy_in.lock() = Some(CopyIn {
                     statement: copy,
                     spool,
@@ -1891,6 +1907,10 @@ impl pgwire::api::copy::CopyHandler for Handler {
         )))
     }
 }
+
+/// Where an encrypted database gathers `COPY FROM STDIN` input: a
+/// memory-backed file system.
+const MEMORY_SPOOL: &str = "/dev/shm";
 
 /// Removes a final `\.` line (the end-of-data marker of the text format,
 /// which psql sends for `\copy … from stdin`).

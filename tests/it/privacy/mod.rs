@@ -2,6 +2,7 @@
 
 mod archive;
 mod consent;
+mod encryption;
 mod erase;
 mod export;
 mod faults;

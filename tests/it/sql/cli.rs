@@ -8,7 +8,7 @@ fn the_demo_loads_data_answers_and_verifies_and_can_run_twice() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo");
     let mut out = Vec::new();
-    demo::run(&db, 500, &mut out).unwrap();
+    demo::run(&db, 500, None, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("loaded "), "{text}");
     for (title, _) in demo::QUERIES {
@@ -44,7 +44,7 @@ fn the_demo_loads_data_answers_and_verifies_and_can_run_twice() {
     );
     // A second run reuses the database.
     let mut out = Vec::new();
-    demo::run(&db, 500, &mut out).unwrap();
+    demo::run(&db, 500, None, &mut out).unwrap();
     assert!(String::from_utf8(out).unwrap().contains("reusing"));
 }
 

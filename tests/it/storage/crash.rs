@@ -7,16 +7,31 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tessera_storage::Store;
+use tessera_storage::{Key, Options, OsVfs, Store};
 use tessera_tests::{BATCH_ROWS, batch_counts};
 
 #[test]
 fn acknowledged_batches_survive_sigkill() {
     let iterations: usize = tessera_tests::env_or("TESSERA_CRASH_ITERATIONS", 50);
+    sigkill_loop(iterations, None);
+}
+
+#[test]
+fn acknowledged_batches_of_an_encrypted_database_survive_sigkill() {
+    let iterations: usize = tessera_tests::env_or("TESSERA_CRASH_ITERATIONS", 50);
+    sigkill_loop(iterations.div_ceil(2), Some(&"c3".repeat(32)));
+}
+
+fn sigkill_loop(iterations: usize, key: Option<&str>) {
+    let options = Options {
+        encryption: key.map(|k| Key::from_hex(k).unwrap()),
+        ..Options::default()
+    };
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let mut rng = StdRng::seed_from_u64(0x7e55e7a);
@@ -26,6 +41,7 @@ fn acknowledged_batches_survive_sigkill() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash-child"))
             .arg(&db)
             .arg(next.to_string())
+            .args(key)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -60,8 +76,8 @@ fn acknowledged_batches_survive_sigkill() {
             .collect();
         acked_total.extend(acked.iter().copied());
 
-        let store =
-            Store::open(&db).unwrap_or_else(|e| panic!("iteration {it}: reopen failed: {e}"));
+        let store = Store::open_with(&db, options.clone(), Arc::new(OsVfs))
+            .unwrap_or_else(|e| panic!("iteration {it}: reopen failed: {e}"));
         let counts = batch_counts(&store, "log");
         for k in &acked_total {
             assert_eq!(

@@ -7,16 +7,23 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tessera_storage::sim::{FaultMode, SimVfs};
-use tessera_storage::{CmpOp, Options, Predicate, Store, TableOptions, Value};
+use tessera_storage::{CmpOp, Key, Options, Predicate, Store, TableOptions, Value};
 use tessera_tests::{BATCH_ROWS, batch_counts, log_batch, log_schema};
 
-fn options() -> Options {
+fn options(key: &Option<Key>) -> Options {
     Options {
         background: false,
         flush_threshold_batches: 3,
         compaction_min_small_segments: 2,
+        encryption: key.clone(),
         ..Options::default()
     }
+}
+
+/// Each test runs on a plaintext database and on an encrypted one, where
+/// every file goes through AES-GCM frames that a crash can tear.
+fn keys() -> [Option<Key>; 2] {
+    [None, Some(Key::from_bytes([0x5a; 32]))]
 }
 
 /// What the workload saw acknowledged.
@@ -47,8 +54,8 @@ fn workload(store: &Store, acked: &mut Acked) -> tessera_storage::Result<()> {
     Ok(())
 }
 
-fn check(vfs: &Arc<SimVfs>, acked: &Acked, label: &str) {
-    let store = Store::open_with("/db", options(), Arc::clone(vfs) as _)
+fn check(vfs: &Arc<SimVfs>, key: &Option<Key>, acked: &Acked, label: &str) {
+    let store = Store::open_with("/db", options(key), Arc::clone(vfs) as _)
         .unwrap_or_else(|e| panic!("{label}: reopen failed: {e}"));
     let report = store.verify().unwrap();
     assert!(
@@ -78,9 +85,15 @@ fn check(vfs: &Arc<SimVfs>, acked: &Acked, label: &str) {
 
 #[test]
 fn every_failing_operation_leaves_exactly_the_acknowledged_data() {
+    for key in keys() {
+        every_failing_operation_with(&key);
+    }
+}
+
+fn every_failing_operation_with(key: &Option<Key>) {
     // Count the operations of a clean run.
     let clean = Arc::new(SimVfs::new());
-    let store = Store::open_with("/db", options(), Arc::clone(&clean) as _).unwrap();
+    let store = Store::open_with("/db", options(key), Arc::clone(&clean) as _).unwrap();
     let before = clean.op_count();
     let mut acked = Acked::default();
     workload(&store, &mut acked).unwrap();
@@ -93,7 +106,7 @@ fn every_failing_operation_leaves_exactly_the_acknowledged_data() {
         for n in 1..=total {
             for torn in [None, Some(n * 7919)] {
                 let vfs = Arc::new(SimVfs::new());
-                let store = Store::open_with("/db", options(), Arc::clone(&vfs) as _).unwrap();
+                let store = Store::open_with("/db", options(key), Arc::clone(&vfs) as _).unwrap();
                 vfs.fail_at(n, mode);
                 let mut acked = Acked::default();
                 let result = workload(&store, &mut acked);
@@ -114,7 +127,8 @@ fn every_failing_operation_leaves_exactly_the_acknowledged_data() {
                 }
                 drop(store);
                 vfs.crash(torn);
-                check(&vfs, &acked, &format!("op {n} {mode:?} torn={torn:?}"));
+                let label = format!("op {n} {mode:?} torn={torn:?} encrypted={}", key.is_some());
+                check(&vfs, key, &acked, &label);
             }
         }
     }
@@ -126,8 +140,14 @@ fn every_failing_operation_leaves_exactly_the_acknowledged_data() {
 
 #[test]
 fn a_crash_during_recovery_is_recovered_from() {
+    for key in keys() {
+        a_crash_during_recovery_with(&key);
+    }
+}
+
+fn a_crash_during_recovery_with(key: &Option<Key>) {
     let vfs = Arc::new(SimVfs::new());
-    let store = Store::open_with("/db", options(), Arc::clone(&vfs) as _).unwrap();
+    let store = Store::open_with("/db", options(key), Arc::clone(&vfs) as _).unwrap();
     let mut acked = Acked::default();
     store
         .create_table("log", log_schema(), TableOptions::default())
@@ -142,9 +162,9 @@ fn a_crash_during_recovery_is_recovered_from() {
     // Fail each operation of the recovery in turn, crash again, recover.
     for n in 1..40 {
         vfs.fail_at(n, FaultMode::Persistent);
-        let r = Store::open_with("/db", options(), Arc::clone(&vfs) as _);
+        let r = Store::open_with("/db", options(key), Arc::clone(&vfs) as _);
         drop(r);
         vfs.crash(Some(n));
-        check(&vfs, &acked, &format!("recovery op {n}"));
+        check(&vfs, key, &acked, &format!("recovery op {n}"));
     }
 }

@@ -22,17 +22,29 @@ fn serve_with(
     password: Option<&str>,
     args: &[&str],
 ) -> (Child, u16, Vec<String>) {
+    start(command(db, password, args))
+}
+
+/// `serve-child` for `db`, without a key unless the caller adds one.
+fn command(db: &std::path::Path, password: Option<&str>, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_serve-child"));
     cmd.args(["--db"])
         .arg(db)
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
+        .env_remove("TESSERA_KEY")
+        .env_remove("TESSERA_KEY_FILE")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     match password {
         Some(p) => cmd.env("TESSERA_PASSWORD", p),
         None => cmd.env_remove("TESSERA_PASSWORD"),
     };
+    cmd
+}
+
+/// Starts the server and waits for its address.
+fn start(mut cmd: Command) -> (Child, u16, Vec<String>) {
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -123,6 +135,75 @@ fn first_start_generates_a_password_once_and_sigterm_stops_cleanly() {
     connect(port, &password).unwrap();
     stop(child);
     let db = tessera_engine::Database::open(&db).unwrap();
+    let b = db.sql("SELECT count(*) FROM kept").unwrap();
+    assert_eq!(
+        tessera_engine::engine_arrow::util::display::array_value_to_string(b[0].column(0), 0)
+            .unwrap(),
+        "2"
+    );
+}
+
+#[test]
+fn an_encrypted_database_is_served_only_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let with_key = || {
+        let mut cmd = command(&db, Some("pw"), &[]);
+        cmd.env("TESSERA_KEY", "4e".repeat(32));
+        cmd
+    };
+    let (child, port, _) = start(with_key());
+    connect(port, "pw").unwrap();
+    // COPY FROM STDIN gathers its input in memory, never in a plaintext
+    // file of the database's directory.
+    runtime().block_on(async {
+        use futures::SinkExt;
+        let c = client(port, "pw").await.unwrap();
+        c.batch_execute("CREATE TABLE copied (email TEXT)")
+            .await
+            .unwrap();
+        let sink = c
+            .copy_in::<_, bytes::Bytes>("COPY copied FROM STDIN")
+            .await
+            .unwrap();
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"spooled.marker@example.org\n"))
+            .await
+            .unwrap();
+        let spooled = |dir: &std::path::Path| {
+            std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+                std::fs::read(e.path()).is_ok_and(|b| b.windows(14).any(|w| w == b"spooled.marker"))
+            })
+        };
+        let started = std::time::Instant::now();
+        while !spooled(std::path::Path::new("/dev/shm")) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "spool not in /dev/shm"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!spooled(&db), "plaintext input in the database's directory");
+        assert_eq!(sink.finish().await.unwrap(), 1);
+    });
+    stop(child);
+    let current = std::fs::read(db.join("CURRENT")).unwrap();
+    assert!(current.starts_with(b"TSRENC01"), "{current:?}");
+    // Without the key the server does not start, and says why.
+    let out = command(&db, Some("pw"), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is encrypted"), "{err}");
+    // With it, the data is there.
+    let (child, port, _) = start(with_key());
+    connect(port, "pw").unwrap();
+    stop(child);
+    let key = tessera_engine::Key::from_hex(&"4e".repeat(32)).unwrap();
+    let db = tessera_engine::Database::open_encrypted(&db, key, Default::default()).unwrap();
     let b = db.sql("SELECT count(*) FROM kept").unwrap();
     assert_eq!(
         tessera_engine::engine_arrow::util::display::array_value_to_string(b[0].column(0), 0)

@@ -1,14 +1,15 @@
 //! A process for the crash test: opens the database given as first argument,
 //! appends batches of the `log` table from the batch number given as second
 //! argument on, checkpointing and compacting now and then, and prints
-//! `ack <n>` after each append returns. The parent kills it with SIGKILL.
+//! `ack <n>` after each append returns. A third argument is the hex key of
+//! an encrypted database. The parent kills it with SIGKILL.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::io::Write;
 use std::sync::Arc;
 
-use tessera_storage::{Options, OsVfs, Store, TableOptions};
+use tessera_storage::{Key, Options, OsVfs, Store, TableOptions};
 use tessera_tests::{log_batch, log_schema};
 
 fn main() {
@@ -18,6 +19,7 @@ fn main() {
     let opts = Options {
         flush_threshold_batches: 7,
         compaction_min_small_segments: 3,
+        encryption: args.get(3).map(|hex| Key::from_hex(hex).unwrap()),
         ..Options::default()
     };
     let store = Store::open_with(dir, opts, Arc::new(OsVfs)).unwrap();
