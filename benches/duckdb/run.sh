@@ -8,6 +8,7 @@
 #   run.sh retention DIR [...] expiring rows past a retention (retention_compare.py)
 #   run.sh pii DIR [...]     what masking PII columns costs a query (pii_compare.py)
 #   run.sh encryption DIR [...] what encryption at rest costs each engine (encryption_compare.py)
+#   run.sh workload REPORT.json --tessera BIN   tessera bench's workload on DuckDB (../workload/compare.py)
 # Installs DuckDB's Python package (and pyarrow) into ./.venv on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -22,6 +23,9 @@ case "${1:-}" in
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/benches/duckdb/requirements-encryption.txt"
     shift
     exec "$venv/bin/python" "$root/benches/duckdb/encryption_compare.py" "$@" ;;
+  workload)
+    shift
+    exec "$venv/bin/python" "$root/benches/workload/compare.py" "$@" ;;
   unify | erase | consent | retention | pii | sql)
     script="$1_compare.py"
     shift

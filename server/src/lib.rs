@@ -3,7 +3,8 @@
 //! The `tessera` binary (`src/main.rs`): `tessera serve` (the PostgreSQL
 //! wire server, [`wire`]), `tessera sql` (an interactive shell or
 //! scripts), `tessera verify`, `tessera compact`, `tessera gen`,
-//! `tessera export-segment` and `tessera demo`, all on top of
+//! `tessera export-segment`, `tessera rekey`, `tessera bench` ([`mod@bench`])
+//! and `tessera demo`, all on top of
 //! [`tessera_engine::Database`] only.
 //!
 //! ## A query, from psql to the rows on its screen
@@ -26,6 +27,7 @@
 //! runs each with `Database::execute`, and prints the rows with
 //! [`print::table`] or the error with its SQLSTATE.
 
+pub mod bench;
 pub mod demo;
 pub mod export;
 pub mod keys;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tessera_engine::{Database, EngineOptions};
-use tessera_server::{demo, export, keys, print, serve, shell};
+use tessera_server::{bench, demo, export, keys, print, serve, shell};
 
 /// Tessera: an embedded analytical database for customer data.
 #[derive(Debug, Parser)]
@@ -138,6 +138,29 @@ enum Command {
         /// 53200 and the server stays up.
         #[arg(long)]
         memory_limit_mb: Option<usize>,
+    },
+    /// Measure the customer-data workload on a generated profile set: load
+    /// (CSV and Parquet), UNIFY, appends, segment refreshes and counts, and
+    /// ten typical queries, each with its time and peak memory.
+    Bench {
+        /// How many persons to generate.
+        #[arg(long, default_value_t = 100_000)]
+        persons: u64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Folder for the generated data and the databases.
+        #[arg(long, default_value = "tessera-bench")]
+        work: PathBuf,
+        /// A folder written by `tessera gen` to reuse instead of generating.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Timed runs of each query, after one warm-up (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Write the report as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Create a database of sample customer data and query it.
     Demo {
@@ -367,6 +390,50 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 eprintln!("ERROR:  {e}");
                 ExitCode::FAILURE
             })?;
+        }
+        Command::Bench {
+            persons,
+            seed,
+            work,
+            data,
+            runs,
+            out: json,
+        } => {
+            let opts = bench::BenchOptions {
+                persons,
+                seed,
+                work,
+                data,
+                runs,
+            };
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let mut progress = |name: &str, done: usize, total: usize| {
+                if tty {
+                    let bar = "#".repeat(done * 30 / total.max(1));
+                    eprint!("\r\x1b[K[{bar:<30}] {done}/{total} {name}");
+                    if done == total {
+                        eprintln!();
+                    }
+                } else if done < total {
+                    eprintln!("bench: {name}");
+                }
+            };
+            let report = bench::run(&opts, &mut progress).map_err(|e| {
+                eprintln!("{}", print::error(&e));
+                ExitCode::FAILURE
+            })?;
+            report.print(&mut out).map_err(|e| {
+                eprintln!("ERROR:  {e}");
+                ExitCode::FAILURE
+            })?;
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+                std::fs::write(&path, text + "\n").map_err(|e| {
+                    eprintln!("ERROR:  cannot write {}: {e}", path.display());
+                    ExitCode::FAILURE
+                })?;
+                println!("report written to {}", path.display());
+            }
         }
         Command::Demo { db, customers } => {
             let key = keys::resolve(key_file).map_err(|e| {

@@ -1,4 +1,4 @@
-//! The command line's library parts: the demo and the script runner.
+//! The command line's library parts: the demo, the script runner and the bench.
 
 use tessera_engine::Database;
 use tessera_server::{demo, shell};
@@ -153,4 +153,98 @@ fn export_segment_writes_members_and_changes() {
     assert_eq!(e.sqlstate(), "42704");
     let e = export::run(&db, "big", &dir.path().join("big.xlsx"), None, None, None).unwrap_err();
     assert_eq!(e.sqlstate(), "22023");
+}
+
+#[test]
+fn the_bench_runs_the_whole_workload_and_reports_every_step() {
+    use tessera_server::bench;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = bench::BenchOptions {
+        persons: 400,
+        seed: 7,
+        work: dir.path().to_path_buf(),
+        data: None,
+        runs: 1,
+    };
+    let mut seen = Vec::new();
+    let report = bench::run(&opts, &mut |name: &str, done: usize, total: usize| {
+        seen.push((name.to_string(), done, total));
+    })
+    .unwrap();
+    // Progress went through every step once, in order, to the end.
+    let total = seen[0].2;
+    assert!(
+        seen.iter()
+            .enumerate()
+            .all(|(i, s)| s.1 == i && s.2 == total),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last().unwrap().0, "done");
+
+    let names: Vec<&str> = report.measures.iter().map(|m| m.name.as_str()).collect();
+    for step in [
+        "load_csv",
+        "load_parquet",
+        "unify",
+        "create_segments",
+        "append_10k_per_source",
+        "refresh_segments",
+        "segment_count",
+        "in_segment",
+    ] {
+        assert!(names.contains(&step), "{step} missing from {names:?}");
+    }
+    assert_eq!(names.iter().filter(|n| n.starts_with("query:")).count(), 10);
+    assert!(
+        report
+            .measures
+            .iter()
+            .all(|m| m.seconds > 0.0 && !m.runs.is_empty())
+    );
+    // Both formats load the same rows, which are the tables' rows.
+    let rows = |n: &str| report.measures.iter().find(|m| m.name == n).unwrap().rows;
+    let sources: u64 = report.tables.iter().map(|(_, n)| n).sum();
+    assert_eq!(rows("load_csv"), sources);
+    assert_eq!(rows("load_parquet"), sources);
+    assert_eq!(rows("append_10k_per_source"), 5 * bench::APPEND_ROWS as u64);
+    // The answers are real: the 360° view finds its person's records.
+    let answer = |n: &str| {
+        report
+            .measures
+            .iter()
+            .find(|m| m.name == n)
+            .unwrap()
+            .answer
+            .clone()
+    };
+    assert!(
+        answer("unify").ends_with(" profiles"),
+        "{}",
+        answer("unify")
+    );
+    assert_eq!(answer("create_segments"), "4 segments");
+    let view = answer("query:profile_360");
+    assert!(view.contains('@') && !view.contains("orders=0,"), "{view}");
+    assert_eq!(rows("query:revenue_per_segment"), 4);
+    // The JSON report holds it all; the database is kept, the CSV one is not.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["measures"].as_array().unwrap().len(),
+        report.measures.len()
+    );
+    assert!(report.database_bytes > 0);
+    assert!(dir.path().join("db").exists() && !dir.path().join("db-csv").exists());
+    // A second run reuses the generated data.
+    let data = std::path::PathBuf::from(&report.data);
+    let before = std::fs::metadata(data.join("orders.csv"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let again = bench::run(&opts, &mut |_: &str, _: usize, _: usize| {}).unwrap();
+    let after = std::fs::metadata(data.join("orders.csv"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(again.tables, report.tables);
 }
