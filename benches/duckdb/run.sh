@@ -8,8 +8,8 @@
 #   run.sh retention DIR [...] expiring rows past a retention (retention_compare.py)
 #   run.sh pii DIR [...]     what masking PII columns costs a query (pii_compare.py)
 #   run.sh encryption DIR [...] what encryption at rest costs each engine (encryption_compare.py)
-#   run.sh workload REPORT.json --tessera BIN   tessera bench's workload on DuckDB (../workload/compare.py)
-# Installs DuckDB's Python package (and pyarrow) into ./.venv on first use.
+#   run.sh workload REPORT.json --tessera BIN   tessera bench's workload on DuckDB and chDB (../workload/compare.py)
+# Installs DuckDB's Python package (with pyarrow, and chDB) into ./.venv on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/.venv"

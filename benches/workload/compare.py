@@ -1,23 +1,26 @@
-"""The workload of `tessera bench` on DuckDB, beside Tessera's report.
+"""The workload of `tessera bench` on DuckDB and chDB, beside Tessera's report.
 
-    compare.py REPORT.json --tessera BIN [--db DIR] [--runs 3]
+    compare.py REPORT.json --tessera BIN [--db DIR] [--runs 3] [--engines duckdb,chdb]
 
 REPORT.json is what `tessera bench --out` wrote; --db the database that run
-left (the report's `database` by default). DuckDB gets the same data twice:
+left (the report's `database` by default). Each engine gets the same data
+twice:
 
-  load    the generated CSV and Parquet files (CREATE TABLE AS SELECT, then
-          CHECKPOINT), timed as Tessera's load_csv and load_parquet were;
+  load    the generated CSV and Parquet files (DuckDB: CREATE TABLE AS
+          SELECT, then CHECKPOINT; chDB: CREATE TABLE … ENGINE = MergeTree
+          AS SELECT), timed as Tessera's load_csv and load_parquet were;
   query   the tables as the Tessera database holds them after the run
           (UNIFY's profile_id on every row, the 10 000 appended rows of each
           source, the identifiers), exported with COPY … TO Parquet, so
-          both engines answer over the same rows and the answers can be
+          the engines answer over the same rows and the answers can be
           compared. Segments are views over their definitions
-          (duckdb/segments.sql). UNIFY itself is compared by
+          (ENGINE/segments.sql). UNIFY itself is compared by
           benches/duckdb/unify_compare.py.
 
-Each query: one warm-up, then the median of R runs, in one persistent
-database file. Prints a table (Tessera, DuckDB, ratio, same answer) and
-writes REPORT-duckdb.json beside the report.
+Queries are duckdb/*.sql and clickhouse/*.sql. Each: one warm-up, then the
+median of R runs, in a persistent database. Prints a table (Tessera, each
+engine, ratios, same answer) and writes REPORT-compare.json beside the
+report.
 """
 
 import argparse
@@ -29,8 +32,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-
-import duckdb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["crm_contacts", "orders", "web_events", "support_tickets", "consents"]
@@ -48,9 +49,20 @@ QUERIES = [
 ]
 
 
-def read(name):
-    with open(os.path.join(HERE, "duckdb", name)) as f:
+def read(engine_dir, name):
+    with open(os.path.join(HERE, engine_dir, name)) as f:
         return f.read()
+
+
+def statements(text):
+    """The statements of a script (split at semicolons ending a line)."""
+    parts = re.split(r";\s*\n", text)
+    out = []
+    for p in parts:
+        body = "\n".join(l for l in p.splitlines() if not l.strip().startswith("--")).strip()
+        if body:
+            out.append(body.rstrip(";"))
+    return out
 
 
 def tessera(binary, db, sql):
@@ -61,20 +73,104 @@ def tessera(binary, db, sql):
     return out.stdout
 
 
-def load(data, fmt, path):
+class DuckDB:
+    name = "duckdb"
+    dir = "duckdb"
+
+    def __init__(self, path):
+        import duckdb
+        if os.path.exists(path):
+            os.remove(path)
+        self.con = duckdb.connect(path)
+
+    def run(self, sql):
+        cur = self.con.execute(sql)
+        if cur.description is None:
+            return [], []
+        return cur.fetchall(), [d[0] for d in cur.description]
+
+    def create(self, table, source, fmt):
+        src = f"read_csv('{source}', header = true)" if fmt == "csv" else f"'{source}'"
+        self.con.execute(f"CREATE TABLE {table} AS SELECT * FROM {src}")
+
+    def finish_load(self):
+        self.con.execute("CHECKPOINT")
+
+    def close(self):
+        self.con.close()
+
+
+class ChDB:
+    name = "chdb"
+    dir = "clickhouse"
+
+    def __init__(self, path):
+        from chdb import session
+        shutil.rmtree(path, ignore_errors=True)
+        self.s = session.Session(path)
+
+    def run(self, sql):
+        res = self.s.query(sql, "JSONCompact")
+        text = res.data() if hasattr(res, "data") else str(res)
+        if not text.strip():
+            return [], []
+        doc = json.loads(text)
+        return [tuple(r) for r in doc["data"]], [m["name"] for m in doc["meta"]]
+
+    def create(self, table, source, fmt):
+        f = "CSVWithNames" if fmt == "csv" else "Parquet"
+        self.s.query(f"CREATE TABLE {table} ENGINE = MergeTree ORDER BY tuple() "
+                     f"AS SELECT * FROM file('{source}', {f})")
+
+    def finish_load(self):
+        pass
+
+    def close(self):
+        self.s.close()
+
+
+ENGINES = {"duckdb": DuckDB, "chdb": ChDB}
+
+
+def load(engine_cls, data, fmt, path):
     """Loads the generated files of one format; seconds."""
-    if os.path.exists(path):
-        os.remove(path)
-    con = duckdb.connect(path)
+    e = engine_cls(path)
     t = time.perf_counter()
     for s in SOURCES:
-        f = os.path.join(data, f"{s}.{fmt}")
-        src = f"read_csv('{f}', header = true)" if fmt == "csv" else f"'{f}'"
-        con.execute(f"CREATE TABLE {s} AS SELECT * FROM {src}")
-    con.execute("CHECKPOINT")
+        e.create(s, os.path.join(data, f"{s}.{fmt}"), fmt)
+    e.finish_load()
     secs = time.perf_counter() - t
-    con.close()
+    e.close()
     return secs
+
+
+def queries(engine_cls, work, export, runs, tmeasure):
+    """Runs the ten queries on the exported tables: {step: (seconds, answer, same)}."""
+    e = engine_cls(os.path.join(work, f"queries-{engine_cls.name}"))
+    for t in SOURCES + ["customers_identifiers"]:
+        e.create(t, os.path.join(export, t + ".parquet"), "parquet")
+    e.finish_load()
+    for st in statements(read(e.dir, "segments.sql")):
+        e.run(st)
+    email = e.run("SELECT value FROM customers_identifiers WHERE kind = 'email' "
+                  "ORDER BY records DESC, value LIMIT 1")[0][0][0]
+    out = {}
+    for name, file in QUERIES:
+        template = read(e.dir, file)
+        sql = template.replace("{email}", email.replace("'", "''"))
+        res, cols = e.run(sql)
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            e.run(sql)
+            times.append(time.perf_counter() - t)
+        mine = answer(res, cols)
+        if "{email}" in template:
+            mine = f"{email}: {mine}"
+        theirs = tmeasure[f"query:{name}"]["answer"]
+        out[f"query:{name}"] = (statistics.median(times), mine, same(mine, theirs))
+    e.close()
+    return out
 
 
 def answer(rows, cols):
@@ -100,61 +196,54 @@ def main():
     ap.add_argument("--tessera", required=True)
     ap.add_argument("--db")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--engines", default="duckdb,chdb")
     args = ap.parse_args()
     with open(args.report) as f:
         report = json.load(f)
     db = args.db or report["database"]
+    engines = [ENGINES[n] for n in args.engines.split(",")]
     tmeasure = {m["name"]: m for m in report["measures"]}
-    work = tempfile.mkdtemp(prefix="workload-duckdb-")
+    work = tempfile.mkdtemp(prefix="workload-compare-")
     try:
-        rows = []
-        for fmt in ("csv", "parquet"):
-            secs = load(report["data"], fmt, os.path.join(work, f"load-{fmt}.duckdb"))
-            rows.append((f"load_{fmt}", tmeasure[f"load_{fmt}"]["seconds"], secs, None))
-        # The data as the Tessera database holds it.
         export = os.path.join(work, "export")
         os.makedirs(export)
         for t in SOURCES + ["customers_identifiers"]:
             tessera(args.tessera, db,
                     f"COPY {t} TO '{os.path.join(export, t + '.parquet')}' WITH (FORMAT parquet)")
-        con = duckdb.connect(os.path.join(work, "queries.duckdb"))
-        for t in SOURCES + ["customers_identifiers"]:
-            con.execute(f"CREATE TABLE {t} AS SELECT * FROM '{os.path.join(export, t + '.parquet')}'")
-        con.execute(read("segments.sql"))
-        con.execute("CHECKPOINT")
-        email = con.execute("SELECT value FROM customers_identifiers WHERE kind = 'email' "
-                            "ORDER BY records DESC, value LIMIT 1").fetchone()[0]
-        for name, file in QUERIES:
-            sql = read(file).replace("{email}", email.replace("'", "''"))
-            cur = con.execute(sql)
-            res = cur.fetchall()
-            cols = [d[0] for d in cur.description]
-            times = []
-            for _ in range(args.runs):
-                t = time.perf_counter()
-                con.execute(sql).fetchall()
-                times.append(time.perf_counter() - t)
-            mine = answer(res, cols)
-            if "{email}" in read(file):
-                mine = f"{email}: {mine}"
-            theirs = tmeasure[f"query:{name}"]["answer"]
-            rows.append((f"query:{name}", tmeasure[f"query:{name}"]["seconds"],
-                         statistics.median(times), same(mine, theirs) if theirs else None, mine, theirs))
-        con.close()
-        out = {"duckdb_version": duckdb.__version__, "persons": report["persons"], "rows": []}
-        print(f"{'step':<32} {'Tessera':>10} {'DuckDB':>10}  {'Tessera vs DuckDB':<20} same answer")
-        for r in rows:
-            name, t, d, ok = r[:4]
-            ratio = f"{t / d:.2f}× slower" if t >= d else f"{d / t:.2f}× faster"
-            print(f"{name:<32} {t:>9.3f}s {d:>9.3f}s  {ratio:<20} {'' if ok is None else ('yes' if ok else 'NO')}")
-            if ok is False:
-                print(f"    tessera: {r[5]}\n    duckdb:  {r[4]}")
-            out["rows"].append({"step": name, "tessera_s": t, "duckdb_s": d,
-                                "ratio": t / d, "same_answer": ok})
-        dest = os.path.splitext(args.report)[0] + "-duckdb.json"
+        results = {}
+        for cls in engines:
+            r = {}
+            for fmt in ("csv", "parquet"):
+                r[f"load_{fmt}"] = (load(cls, report["data"], fmt, os.path.join(work, f"load-{cls.name}-{fmt}")), None, None)
+            r.update(queries(cls, work, export, args.runs, tmeasure))
+            results[cls.name] = r
+        steps = ["load_csv", "load_parquet"] + [f"query:{n}" for n, _ in QUERIES]
+        head = f"{'step':<30} {'Tessera':>9}"
+        for cls in engines:
+            head += f" {cls.name:>9} {'ratio':>14} same"
+        print(head)
+        out = {"persons": report["persons"], "versions": {}, "rows": []}
+        for cls in engines:
+            out["versions"][cls.name] = __import__(cls.name).__version__
+        for step in steps:
+            t = tmeasure[step]["seconds"]
+            line = f"{step:<30} {t:>8.3f}s"
+            row = {"step": step, "tessera_s": t}
+            for cls in engines:
+                d, mine, ok = results[cls.name][step]
+                ratio = f"{t / d:.2f}x slower" if t >= d else f"{d / t:.2f}x faster"
+                line += f" {d:>8.3f}s {ratio:>14} {'' if ok is None else ('yes ' if ok else 'NO  ')}"
+                row[cls.name] = {"seconds": d, "tessera_ratio": t / d, "same_answer": ok, "answer": mine}
+            print(line)
+            for cls in engines:
+                d, mine, ok = results[cls.name][step]
+                if ok is False:
+                    print(f"    {cls.name}: {mine}\n    tessera: {tmeasure[step]['answer']}")
+            out["rows"].append(row)
+        dest = os.path.splitext(args.report)[0] + "-compare.json"
         with open(dest, "w") as f:
             json.dump(out, f, indent=1)
-        print(f"written to {dest}")
+        print(f"versions: {out['versions']}; written to {dest}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
