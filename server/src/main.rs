@@ -161,6 +161,13 @@ enum Command {
         /// Write the report as JSON to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Run the same workload on other engines after Tessera, in this run,
+        /// and print them side by side: duckdb, clickhouse (chDB), or both
+        /// (comma-separated). Needs Tessera's source tree (the queries and
+        /// the script of benches/) in the current directory, and python3;
+        /// the engines are installed into benches' own virtual environment.
+        #[arg(long, value_delimiter = ',', value_parser = ["duckdb", "clickhouse"])]
+        compare: Vec<String>,
     },
     /// Create a database of sample customer data and query it.
     Demo {
@@ -398,13 +405,19 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             data,
             runs,
             out: json,
+            compare,
         } => {
+            let key = keys::resolve(key_file).map_err(|e| {
+                eprintln!("{}", print::error(&e));
+                ExitCode::FAILURE
+            })?;
             let opts = bench::BenchOptions {
                 persons,
                 seed,
                 work,
                 data,
                 runs,
+                key,
             };
             let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let mut progress = |name: &str, done: usize, total: usize| {
@@ -426,13 +439,18 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 eprintln!("ERROR:  {e}");
                 ExitCode::FAILURE
             })?;
-            if let Some(path) = json {
+            let json =
+                json.or_else(|| (!compare.is_empty()).then(|| opts.work.join("report.json")));
+            if let Some(path) = &json {
                 let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-                std::fs::write(&path, text + "\n").map_err(|e| {
+                std::fs::write(path, text + "\n").map_err(|e| {
                     eprintln!("ERROR:  cannot write {}: {e}", path.display());
                     ExitCode::FAILURE
                 })?;
                 println!("report written to {}", path.display());
+            }
+            if let Some(path) = json.filter(|_| !compare.is_empty()) {
+                compare_engines(&path, &compare, runs, key_file)?;
             }
         }
         Command::Demo { db, customers } => {
@@ -464,6 +482,52 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Runs the workload's queries on the other engines (benches/workload/compare.py
+/// through benches/duckdb/run.sh, which installs them) beside `report`.
+fn compare_engines(
+    report: &Path,
+    engines: &[String],
+    runs: usize,
+    key_file: Option<&Path>,
+) -> Result<(), ExitCode> {
+    let script = Path::new("benches/duckdb/run.sh");
+    if !script.exists() {
+        eprintln!(
+            "ERROR:  --compare runs benches/duckdb/run.sh from Tessera's source tree; run tessera bench from its top folder"
+        );
+        return Err(ExitCode::FAILURE);
+    }
+    let me = std::env::current_exe().map_err(|e| {
+        eprintln!("ERROR:  cannot find the tessera binary: {e}");
+        ExitCode::FAILURE
+    })?;
+    let names: Vec<&str> = engines
+        .iter()
+        .map(|e| if e == "clickhouse" { "chdb" } else { "duckdb" })
+        .collect();
+    println!("\nthe same workload on {}:", names.join(" and "));
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .arg("workload")
+        .arg(report)
+        .arg("--tessera")
+        .arg(&me)
+        .arg(format!("--runs={runs}"))
+        .arg(format!("--engines={}", names.join(",")))
+        // The script exports the tables with `tessera sql`: same key.
+        .envs(key_file.map(|f| ("TESSERA_KEY_FILE", f)))
+        .status()
+        .map_err(|e| {
+            eprintln!("ERROR:  cannot run {}: {e}", script.display());
+            ExitCode::FAILURE
+        })?;
+    if !status.success() {
+        eprintln!("ERROR:  the comparison failed ({status})");
+        return Err(ExitCode::FAILURE);
     }
     Ok(())
 }

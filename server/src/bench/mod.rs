@@ -19,7 +19,7 @@ use std::time::Instant;
 use tessera_engine::datagen::{self, Formats, GenOptions, Generator};
 use tessera_engine::engine_arrow::array::RecordBatch;
 use tessera_engine::engine_arrow::util::display::array_value_to_string;
-use tessera_engine::{Database, EngineError, Result};
+use tessera_engine::{Database, EngineError, EngineOptions, Key, Result};
 
 pub use report::{Measure, Report};
 
@@ -39,6 +39,9 @@ pub struct BenchOptions {
     pub data: Option<PathBuf>,
     /// Timed runs of each query, after one warm-up.
     pub runs: usize,
+    /// Encrypt the databases at rest with this key (what encryption costs
+    /// the workload).
+    pub key: Option<Key>,
 }
 
 /// Progress: (step just started, steps done, steps in all).
@@ -85,12 +88,12 @@ pub fn run(opts: &BenchOptions, progress: Progress<'_>) -> Result<Report> {
     // Loading, from each format, into a database of its own.
     step("load from CSV");
     let scratch = opts.work.join("db-csv");
-    measures.push(load(&scratch, &data, "csv")?);
+    measures.push(load(&scratch, &data, "csv", &opts.key)?);
     let _ = std::fs::remove_dir_all(&scratch);
     step("load from Parquet");
     let db_dir = opts.work.join("db");
-    measures.push(load(&db_dir, &data, "parquet")?);
-    let db = Database::open(&db_dir)?;
+    measures.push(load(&db_dir, &data, "parquet", &opts.key)?);
+    let db = open(&db_dir, &opts.key)?;
     let tables = workload::SOURCES
         .iter()
         .map(|t| Ok((t.to_string(), count(&db, t)?)))
@@ -159,6 +162,7 @@ pub fn run(opts: &BenchOptions, progress: Progress<'_>) -> Result<Report> {
             .display()
             .to_string(),
         tables,
+        encrypted: opts.key.is_some(),
         cores: std::thread::available_parallelism().map_or(1, usize::from),
         database_bytes: dir_size(&db_dir),
         measures,
@@ -167,9 +171,9 @@ pub fn run(opts: &BenchOptions, progress: Progress<'_>) -> Result<Report> {
 
 /// Creates the sources in a new database at `dir` and loads them from the
 /// generator's `format` files.
-fn load(dir: &Path, data: &Path, format: &str) -> Result<Measure> {
+fn load(dir: &Path, data: &Path, format: &str, key: &Option<Key>) -> Result<Measure> {
     let _ = std::fs::remove_dir_all(dir);
-    let db = Database::open(dir)?;
+    let db = open(dir, key)?;
     let options = if format == "csv" {
         "FORMAT csv, HEADER true"
     } else {
@@ -200,6 +204,13 @@ fn load(dir: &Path, data: &Path, format: &str) -> Result<Measure> {
         answer: format!("{rows} rows"),
         peak_rss_bytes: memory::peak_rss(),
     })
+}
+
+fn open(dir: &Path, key: &Option<Key>) -> Result<Database> {
+    match key {
+        Some(k) => Database::open_encrypted(dir, k.clone(), EngineOptions::default()),
+        None => Database::open(dir),
+    }
 }
 
 /// Runs `sql` once and times it.

@@ -36,6 +36,8 @@ pub struct Report {
     pub database: String,
     /// Rows per source table.
     pub tables: Vec<(String, u64)>,
+    /// Whether the databases were encrypted at rest.
+    pub encrypted: bool,
     /// Cores available to the process.
     pub cores: usize,
     /// Size of the database directory after the run, in bytes.
@@ -49,12 +51,13 @@ impl Report {
     pub fn print(&self, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(
             out,
-            "{} on {} persons (seed {}), {} cores; database {:.1} MB",
+            "{} on {} persons (seed {}), {} cores; database {:.1} MB{}",
             self.engine,
             self.persons,
             self.seed,
             self.cores,
-            self.database_bytes as f64 / 1e6
+            self.database_bytes as f64 / 1e6,
+            if self.encrypted { ", encrypted" } else { "" }
         )?;
         let rows: u64 = self.tables.iter().map(|(_, n)| n).sum();
         writeln!(out, "{rows} source rows: {}", tables_line(&self.tables))?;

@@ -165,6 +165,7 @@ fn the_bench_runs_the_whole_workload_and_reports_every_step() {
         work: dir.path().to_path_buf(),
         data: None,
         runs: 1,
+        key: None,
     };
     let mut seen = Vec::new();
     let report = bench::run(&opts, &mut |name: &str, done: usize, total: usize| {
@@ -247,4 +248,28 @@ fn the_bench_runs_the_whole_workload_and_reports_every_step() {
         .unwrap();
     assert_eq!(before, after);
     assert_eq!(again.tables, report.tables);
+
+    // Encrypted at rest, the same workload gives the same answers.
+    let enc = tempfile::tempdir().unwrap();
+    let encrypted = bench::run(
+        &bench::BenchOptions {
+            work: enc.path().to_path_buf(),
+            data: Some(data),
+            key: Some(tessera_engine::Key::from_bytes([3; 32])),
+            ..opts
+        },
+        &mut |_: &str, _: usize, _: usize| {},
+    )
+    .unwrap();
+    assert!(encrypted.encrypted && !report.encrypted);
+    let answers = |r: &bench::Report| -> Vec<(String, String)> {
+        r.measures
+            .iter()
+            .filter(|m| m.name.starts_with("query:") || m.name == "in_segment")
+            .map(|m| (m.name.clone(), m.answer.clone()))
+            .collect()
+    };
+    assert_eq!(answers(&encrypted), answers(&report));
+    let current = std::fs::read(enc.path().join("db").join("CURRENT")).unwrap();
+    assert!(current.starts_with(b"TSRENC01"));
 }
