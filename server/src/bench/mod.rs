@@ -5,12 +5,14 @@
 //! every source from CSV into a scratch database and from Parquet into the
 //! database kept for the rest, UNIFY, append 10 000 new rows to each source,
 //! create and refresh the typical segments, count a set expression on the
-//! bitmaps, probe `in_segment` per row, and run the ten typical queries of
+//! bitmaps, probe `in_segment` per row, run the ten typical queries of
 //! `benches/workload/tessera/` (each the median of several runs after a
-//! warm-up). Each step records its time and the process's peak memory.
+//! warm-up), and stream every web event to psql over the wire (when psql
+//! is installed). Each step records its time and the process's peak memory.
 
 pub mod memory;
 pub mod report;
+pub mod stream;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -48,8 +50,9 @@ pub struct BenchOptions {
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 
 /// Steps before the queries: gen, load csv, load parquet, unify, segments,
-/// append, refresh, segment_count, in_segment; then the queries.
-const STEPS: usize = 9 + workload::QUERIES.len();
+/// append, refresh, segment_count, in_segment; then the queries, and the
+/// streaming over the wire.
+const STEPS: usize = 9 + workload::QUERIES.len() + 1;
 
 /// Runs the workload.
 pub fn run(opts: &BenchOptions, progress: Progress<'_>) -> Result<Report> {
@@ -149,6 +152,10 @@ pub fn run(opts: &BenchOptions, progress: Progress<'_>) -> Result<Report> {
             m.answer = format!("{email}: {}", m.answer);
         }
         measures.push(m);
+    }
+    step("stream over the wire");
+    if stream::psql_available() {
+        measures.extend(stream::measure(&db, opts.runs)?);
     }
     progress("done", STEPS, STEPS);
     drop(db);

@@ -227,6 +227,19 @@ fn the_bench_runs_the_whole_workload_and_reports_every_step() {
     let view = answer("query:profile_360");
     assert!(view.contains('@') && !view.contains("orders=0,"), "{view}");
     assert_eq!(rows("query:revenue_per_segment"), 4);
+    // Every web event (the appended ones too) reached psql over the wire,
+    // both ways: the rows it printed are counted.
+    if tessera_server::bench::stream::psql_available() {
+        let events = report
+            .tables
+            .iter()
+            .find(|t| t.0 == "web_events")
+            .unwrap()
+            .1;
+        for step in ["stream_select_psql", "stream_copy_psql"] {
+            assert_eq!(rows(step), events + bench::APPEND_ROWS as u64, "{step}");
+        }
+    }
     // The JSON report holds it all; the database is kept, the CSV one is not.
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(
