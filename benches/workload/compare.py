@@ -14,8 +14,10 @@ twice:
           source, the identifiers), exported with COPY … TO Parquet, so
           the engines answer over the same rows and the answers can be
           compared. Segments are views over their definitions
-          (ENGINE/segments.sql). UNIFY itself is compared by
-          benches/duckdb/unify_compare.py.
+          (ENGINE/segments.sql);
+  unify   with DuckDB, benches/duckdb/unify_compare.py on the same files:
+          Tessera's documented UNIFY beside label propagation in DuckDB
+          SQL, with precision/recall against the truth (--no-unify skips).
 
 Queries are duckdb/*.sql and clickhouse/*.sql. Each: one warm-up, then the
 median of R runs, in a persistent database. Prints a table (Tessera, each
@@ -30,6 +32,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -190,6 +193,27 @@ def same(a, b):
     return len(x) == len(y) and all(abs(p - q) <= 0.01 + 1e-9 * abs(p) for p, q in zip(x, y))
 
 
+def unify(data, binary):
+    """UNIFY beside deterministic resolution in DuckDB SQL (iterative label
+    propagation), both on the documented 4-source example over the same
+    files, with pairwise quality against the generator's truth
+    (benches/duckdb/unify_compare.py, one run each)."""
+    script = os.path.join(HERE, "..", "duckdb", "unify_compare.py")
+    out = subprocess.run([sys.executable, script, data, "--tessera", binary, "--runs", "1"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"UNIFY comparison failed: {out.stderr[-2000:]}")
+        return None
+    r = json.loads(out.stdout)
+    t, d = r["tessera"]["unify_seconds_first"], r["seconds_median"]
+    tq, dq = r.get("tessera_quality", {}), r["duckdb_quality"]
+    print(f"{'UNIFY (documented example, 4 sources)':<40} Tessera {t:.2f}s (F1 {tq.get('f1', 0):.4f}, "
+          f"{r['tessera']['unify_peak_rss_mib_first']:.0f} MiB)   DuckDB label propagation {d:.2f}s "
+          f"(F1 {dq['f1']:.4f})   " + (f"{t / d:.2f}x slower" if t >= d else f"{d / t:.2f}x faster"))
+    return {"tessera_s": t, "duckdb_s": d, "tessera_f1": tq.get("f1"), "duckdb_f1": dq["f1"],
+            "tessera_peak_rss_mib": r["tessera"]["unify_peak_rss_mib_first"]}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("report")
@@ -197,6 +221,8 @@ def main():
     ap.add_argument("--db")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--engines", default="duckdb,chdb")
+    ap.add_argument("--no-unify", action="store_true",
+                    help="skip UNIFY beside DuckDB's label propagation")
     args = ap.parse_args()
     with open(args.report) as f:
         report = json.load(f)
@@ -240,6 +266,8 @@ def main():
                 if ok is False:
                     print(f"    {cls.name}: {mine}\n    tessera: {tmeasure[step]['answer']}")
             out["rows"].append(row)
+        if "duckdb" in [c.name for c in engines] and not args.no_unify:
+            out["unify"] = unify(report["data"], args.tessera)
         dest = os.path.splitext(args.report)[0] + "-compare.json"
         with open(dest, "w") as f:
             json.dump(out, f, indent=1)
