@@ -135,8 +135,14 @@ class ChDB:
 ENGINES = {"duckdb": DuckDB, "chdb": ChDB}
 
 
+def size(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+
+
 def load(engine_cls, data, fmt, path):
-    """Loads the generated files of one format; seconds."""
+    """Loads the generated files of one format: (seconds, bytes on disk)."""
     e = engine_cls(path)
     t = time.perf_counter()
     for s in SOURCES:
@@ -144,7 +150,7 @@ def load(engine_cls, data, fmt, path):
     e.finish_load()
     secs = time.perf_counter() - t
     e.close()
-    return secs
+    return secs, size(path)
 
 
 def queries(engine_cls, work, export, runs, tmeasure):
@@ -240,7 +246,8 @@ def main():
         for cls in engines:
             r = {}
             for fmt in ("csv", "parquet"):
-                r[f"load_{fmt}"] = (load(cls, report["data"], fmt, os.path.join(work, f"load-{cls.name}-{fmt}")), None, None)
+                secs, disk = load(cls, report["data"], fmt, os.path.join(work, f"load-{cls.name}-{fmt}"))
+                r[f"load_{fmt}"] = (secs, f"{disk / 1e6:.1f} MB on disk", None)
             r.update(queries(cls, work, export, args.runs, tmeasure))
             results[cls.name] = r
         steps = ["load_csv", "load_parquet"] + [f"query:{n}" for n, _ in QUERIES]
@@ -271,6 +278,9 @@ def main():
         dest = os.path.splitext(args.report)[0] + "-compare.json"
         with open(dest, "w") as f:
             json.dump(out, f, indent=1)
+        sizes = ", ".join(f"{c.name} {results[c.name]['load_parquet'][1]}" for c in engines)
+        print(f"database size after loading: tessera {report['database_bytes'] / 1e6:.1f} MB "
+              f"(after the whole run), {sizes}")
         print(f"versions: {out['versions']}; written to {dest}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
