@@ -1,5 +1,6 @@
-"""Helpers shared by the DuckDB comparison scripts."""
+"""Helpers shared by the comparison scripts (benches/duckdb, benches/workload)."""
 
+import os
 import statistics
 import subprocess
 import time
@@ -41,3 +42,10 @@ def last_number(text):
     """The last number in a table `tessera sql` printed."""
     nums = [c for l in text.splitlines() for c in [l.strip(" |")] if c.isdigit()]
     return int(nums[-1]) if nums else None
+
+
+def size(path):
+    """Bytes of a file, or of every file under a directory."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)

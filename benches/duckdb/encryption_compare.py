@@ -35,16 +35,10 @@ import time
 
 import duckdb
 
-from common import tessera
+from common import size, tessera
 
 QUERY = "SELECT count(*), count(DISTINCT user_email), max(ts) FROM web_events"
 KEY_HEX = "6a" * 32
-
-
-def size(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
 
 
 def tessera_side(args, work, encrypted):

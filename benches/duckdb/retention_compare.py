@@ -21,13 +21,7 @@ import time
 
 import duckdb
 
-from common import last_number, tessera
-
-
-def size(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+from common import last_number, size, tessera
 
 
 def main():

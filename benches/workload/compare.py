@@ -37,6 +37,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "duckdb"))
+from common import size, tessera  # noqa: E402  (the comparison scripts' shared helpers)
 SOURCES = ["crm_contacts", "orders", "web_events", "support_tickets", "consents"]
 QUERIES = [
     ("rfm", "01_rfm.sql"),
@@ -66,14 +68,6 @@ def statements(text):
         if body:
             out.append(body.rstrip(";"))
     return out
-
-
-def tessera(binary, db, sql):
-    out = subprocess.run([binary, "sql", "--db", db, "--command=" + sql],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"tessera failed: {out.stderr}")
-    return out.stdout
 
 
 class DuckDB:
@@ -133,12 +127,6 @@ class ChDB:
 
 
 ENGINES = {"duckdb": DuckDB, "chdb": ChDB}
-
-
-def size(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
 
 
 def load(engine_cls, data, fmt, path):

@@ -119,10 +119,7 @@ pub fn run(
     out: &mut dyn std::io::Write,
 ) -> tessera_engine::Result<()> {
     let fresh = !dir.exists();
-    let db = match key {
-        Some(key) => Database::open_encrypted(dir, key, tessera_engine::EngineOptions::default())?,
-        None => Database::open(dir)?,
-    };
+    let db = crate::keys::open_with_key(dir, key, tessera_engine::EngineOptions::default())?;
     let io = tessera_engine::EngineError::Io;
     writeln!(out, "Tessera demo: database in {}", dir.display()).map_err(io)?;
     if fresh || db.sql("SELECT count(*) FROM crm_contacts").is_err() {

@@ -31,7 +31,17 @@ pub fn open(
     key_file: Option<&Path>,
     options: EngineOptions,
 ) -> tessera_engine::Result<Database> {
-    match resolve(key_file)? {
+    open_with_key(path, resolve(key_file)?, options)
+}
+
+/// Opens (or creates) the database at `path`, encrypted under `key` if one
+/// is given.
+pub fn open_with_key(
+    path: &Path,
+    key: Option<Key>,
+    options: EngineOptions,
+) -> tessera_engine::Result<Database> {
+    match key {
         Some(key) => Database::open_encrypted(path, key, options),
         None => Database::open_with(path, options),
     }

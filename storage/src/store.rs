@@ -196,10 +196,7 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         vfs.create_dir_all(&dir)?;
         let lock = vfs.lock(&dir)?;
-        let plain = Arc::clone(&vfs);
-        let vfs = crypt::open(&dir, vfs, opts.encryption.as_ref())?;
-        let encrypted = !Arc::ptr_eq(&plain, &vfs);
-        drop(plain);
+        let (vfs, encrypted) = crypt::open(&dir, vfs, opts.encryption.as_ref())?;
         let shared = Arc::new(Shared::recover(dir, opts, vfs, lock)?);
         let worker = if shared.opts.background {
             let (tx, rx) = crossbeam_channel::unbounded();

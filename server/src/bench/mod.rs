@@ -23,6 +23,8 @@ use tessera_engine::engine_arrow::array::RecordBatch;
 use tessera_engine::engine_arrow::util::display::array_value_to_string;
 use tessera_engine::{Database, EngineError, EngineOptions, Key, Result};
 
+use crate::keys::open_with_key;
+
 pub use report::{Measure, Report};
 
 /// Rows appended to each source by the incremental step.
@@ -96,7 +98,7 @@ pub fn run(opts: &BenchOptions, progress: Progress<'_>) -> Result<Report> {
     step("load from Parquet");
     let db_dir = opts.work.join("db");
     measures.push(load(&db_dir, &data, "parquet", &opts.key)?);
-    let db = open(&db_dir, &opts.key)?;
+    let db = open_with_key(&db_dir, opts.key.clone(), EngineOptions::default())?;
     let tables = workload::SOURCES
         .iter()
         .map(|t| Ok((t.to_string(), count(&db, t)?)))
@@ -180,7 +182,7 @@ pub fn run(opts: &BenchOptions, progress: Progress<'_>) -> Result<Report> {
 /// generator's `format` files.
 fn load(dir: &Path, data: &Path, format: &str, key: &Option<Key>) -> Result<Measure> {
     let _ = std::fs::remove_dir_all(dir);
-    let db = open(dir, key)?;
+    let db = open_with_key(dir, key.clone(), EngineOptions::default())?;
     let options = if format == "csv" {
         "FORMAT csv, HEADER true"
     } else {
@@ -211,13 +213,6 @@ fn load(dir: &Path, data: &Path, format: &str, key: &Option<Key>) -> Result<Meas
         answer: format!("{rows} rows"),
         peak_rss_bytes: memory::peak_rss(),
     })
-}
-
-fn open(dir: &Path, key: &Option<Key>) -> Result<Database> {
-    match key {
-        Some(k) => Database::open_encrypted(dir, k.clone(), EngineOptions::default()),
-        None => Database::open(dir),
-    }
 }
 
 /// Runs `sql` once and times it.

@@ -27,20 +27,17 @@ use crate::io::Vfs;
 use crate::{manifest, wal};
 
 /// The file system the store at `dir` reads and writes through: `vfs`
-/// itself, or `vfs` under encryption.
-pub(crate) fn open(dir: &Path, vfs: Arc<dyn Vfs>, key: Option<&Key>) -> Result<Arc<dyn Vfs>> {
+/// itself, or `vfs` under encryption; and whether it is encrypted.
+pub(crate) fn open(
+    dir: &Path,
+    vfs: Arc<dyn Vfs>,
+    key: Option<&Key>,
+) -> Result<(Arc<dyn Vfs>, bool)> {
     let encrypted = vfs.exists(&dir.join(KEY_CHECK_FILE))?;
-    match (encrypted, key) {
-        (false, None) => Ok(vfs),
-        (true, None) => Err(Error::KeyRequired(dir.to_path_buf())),
-        (true, Some(key)) => {
-            let data_key = key::check(vfs.as_ref(), dir, key)?;
-            Ok(Arc::new(EncryptedVfs::new(
-                vfs,
-                dir,
-                key::cipher(&data_key)?,
-            )))
-        }
+    let data_key = match (encrypted, key) {
+        (false, None) => return Ok((vfs, false)),
+        (true, None) => return Err(Error::KeyRequired(dir.to_path_buf())),
+        (true, Some(key)) => key::check(vfs.as_ref(), dir, key)?,
         (false, Some(key)) => {
             let existing = vfs.list(dir)?.iter().any(|name| {
                 name == manifest::CURRENT
@@ -50,14 +47,11 @@ pub(crate) fn open(dir: &Path, vfs: Arc<dyn Vfs>, key: Option<&Key>) -> Result<A
             if existing {
                 return Err(Error::NotEncrypted(dir.to_path_buf()));
             }
-            let data_key = key::create(vfs.as_ref(), dir, key)?;
-            Ok(Arc::new(EncryptedVfs::new(
-                vfs,
-                dir,
-                key::cipher(&data_key)?,
-            )))
+            key::create(vfs.as_ref(), dir, key)?
         }
-    }
+    };
+    let encrypted = EncryptedVfs::new(vfs, dir, key::cipher(&data_key)?);
+    Ok((Arc::new(encrypted), true))
 }
 
 /// Puts the data key of the encrypted database at `dir` under `new`
@@ -95,7 +89,9 @@ mod tests {
 
     fn encrypted(sim: &Arc<SimVfs>) -> Arc<dyn Vfs> {
         sim.create_dir_all(Path::new("/db")).unwrap();
-        open(Path::new("/db"), Arc::clone(sim) as _, Some(&key(7))).unwrap()
+        open(Path::new("/db"), Arc::clone(sim) as _, Some(&key(7)))
+            .unwrap()
+            .0
     }
 
     fn text(n: usize) -> Vec<u8> {
