@@ -5,12 +5,17 @@
 //! - `segment_count` of a three-way expression, through SQL;
 //! - `in_segment` filtering orders vs the equivalent `profile_id IN (SELECT …)`
 //!   semi-join over the segment's defining query;
-//! - a full refresh of a typical segment (an aggregate over every order);
-//! - appending 10 000 orders with an `ON COMMIT` segment (today a full
-//!   refresh after the commit);
+//! - a full refresh of a typical segment (an aggregate over every order,
+//!   and a filter over every order);
+//! - appending 10 000 orders: alone, with a row-level `ON COMMIT` segment
+//!   (refreshed incrementally from the new rows), and with an aggregate one
+//!   (refreshed in full);
 //! - exporting a segment of every profile to Parquet.
 //!
-//! `cargo bench -p tessera-benches --bench segment`.
+//! `cargo bench -p tessera-benches --bench segment`. With
+//! `TESSERA_BENCH_EXPORT=DIR`, the data (crm, orders with their profile
+//! ids, the profile table) is also written to DIR as Parquet for
+//! `benches/duckdb/run.sh segment DIR`, which runs the same work in DuckDB.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,6 +129,31 @@ fn segment(c: &mut Criterion) {
     let started = Instant::now();
     let db = setup(dir.path(), n);
     eprintln!("set up {n} profiles in {:.1?}", started.elapsed());
+    for b in db
+        .sql("SELECT name, size FROM segments ORDER BY name")
+        .expect("sizes")
+    {
+        eprintln!(
+            "{}",
+            tessera_engine::engine_arrow::util::pretty::pretty_format_batches(&[b]).expect("print")
+        );
+    }
+    if let Ok(out) = std::env::var("TESSERA_BENCH_EXPORT") {
+        std::fs::create_dir_all(&out).expect("export dir");
+        for (name, q) in [
+            ("crm", "SELECT customer_id, email, profile_id FROM crm"),
+            (
+                "orders",
+                "SELECT order_id, customer_id, amount, ordered_at, profile_id FROM orders",
+            ),
+            ("people", "SELECT * FROM segment('everyone')"),
+        ] {
+            rows(
+                &db,
+                &format!("COPY ({q}) TO '{out}/{name}.parquet' WITH (FORMAT parquet)"),
+            );
+        }
+    }
 
     let mut g = c.benchmark_group(format!("segment/{n}"));
     g.sample_size(30).warm_up_time(Duration::from_millis(500));
@@ -157,11 +187,12 @@ fn segment(c: &mut Criterion) {
     g.bench_function("refresh_high_value", |b| {
         b.iter(|| rows(&db, "REFRESH SEGMENT high_value"))
     });
-    db.execute("ALTER SEGMENT high_value REFRESH ON COMMIT")
-        .expect("on commit");
+    g.bench_function("refresh_recent", |b| {
+        b.iter(|| rows(&db, "REFRESH SEGMENT recent"))
+    });
     let mut rng = StdRng::seed_from_u64(7);
     let mut next = 10 * n;
-    g.bench_function("append_10k_orders_on_commit_refresh", |b| {
+    let mut append = |db: &Database, b: &mut criterion::Bencher| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
@@ -173,9 +204,30 @@ fn segment(c: &mut Criterion) {
             }
             total
         })
-    });
-    db.execute("ALTER SEGMENT high_value REFRESH MANUAL")
-        .expect("manual");
+    };
+    // Each append bench starts from the 5 orders per profile of the set-up:
+    // the rows the one before appended are deleted and purged.
+    g.measurement_time(Duration::from_secs(5));
+    let first_appended = 10 * n;
+    let reset = |db: &Database| {
+        db.execute(&format!(
+            "DELETE FROM orders WHERE order_id >= {first_appended}; COMPACT orders"
+        ))
+        .expect("reset orders");
+    };
+    g.bench_function("append_10k_orders", |b| append(&db, b));
+    reset(&db);
+    for (segment, label) in [
+        ("recent", "append_10k_orders_on_commit_incremental"),
+        ("high_value", "append_10k_orders_on_commit_full"),
+    ] {
+        db.execute(&format!("ALTER SEGMENT {segment} REFRESH ON COMMIT"))
+            .expect("on commit");
+        g.bench_function(label, |b| append(&db, b));
+        db.execute(&format!("ALTER SEGMENT {segment} REFRESH MANUAL"))
+            .expect("manual");
+        reset(&db);
+    }
     let out = dir.path().join("everyone.parquet");
     g.bench_function("export_everyone_parquet", |b| {
         b.iter(|| {

@@ -8,6 +8,7 @@
 #   run.sh retention DIR [...] expiring rows past a retention (retention_compare.py)
 #   run.sh pii DIR [...]     what masking PII columns costs a query (pii_compare.py)
 #   run.sh encryption DIR [...] what encryption at rest costs each engine (encryption_compare.py)
+#   run.sh segment DIR       SEGMENT's bench work over its exported data (segment_compare.py)
 #   run.sh workload REPORT.json --tessera BIN   tessera bench's workload on DuckDB and chDB (../workload/compare.py)
 # Installs DuckDB's Python package (with pyarrow, and chDB) into ./.venv on first use.
 set -euo pipefail
@@ -26,7 +27,7 @@ case "${1:-}" in
   workload)
     shift
     exec "$venv/bin/python" "$root/benches/workload/compare.py" "$@" ;;
-  unify | erase | consent | retention | pii | sql)
+  unify | erase | consent | retention | pii | sql | segment)
     script="$1_compare.py"
     shift
     exec "$venv/bin/python" "$root/benches/duckdb/$script" "$@" ;;

@@ -12,7 +12,9 @@
 //!    [`SqlEngine`] on the database's Tokio runtime.
 //! 2. The SQL layer parses it (Tessera's statements or PostgreSQL's),
 //!    plans it with DataFusion, and pushes filters it can answer exactly into
-//!    the storage engine (`tessera_sql::pushdown`).
+//!    the storage engine (`tessera_sql::pushdown`); the engine translates
+//!    `in_segment(profile_id, 'vip')` on a source into a set of stored
+//!    profile ids the scan probes (`functions::segment::InSegmentFilter`).
 //! 3. The scan (`tessera_sql::exec::TesseraScanExec`) takes a storage
 //!    snapshot: one partition per segment, segments pruned by zone maps,
 //!    rows selected through roaring-bitmap indexes.
@@ -44,6 +46,7 @@ pub use tessera_sql::storage::{CompactionReport, Key, VerifyReport};
 use tessera_sql::storage::{Options, OsVfs, Store, sim::SimVfs};
 pub use tessera_sql::{EngineOptions, QueryOutput, QueryStream, SqlError};
 
+pub mod appended;
 pub mod datagen;
 mod error;
 pub mod functions;
@@ -115,6 +118,7 @@ impl Drop for Inner {
             .closing
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.privacy.wake.notify_all();
+        self.segments.scheduler.close();
     }
 }
 
@@ -128,6 +132,19 @@ impl WeakDatabase {
     /// The database, if it is still open.
     pub fn upgrade(&self) -> Option<Database> {
         self.0.upgrade().map(|inner| Database { inner })
+    }
+}
+
+impl segments::scheduler::Runner for WeakDatabase {
+    fn refresh_scheduled(&self) -> Option<usize> {
+        let db = self.upgrade()?;
+        let inner = &db.inner;
+        let (_, failed) = inner.runtime.block_on(
+            inner
+                .segments
+                .refresh_scheduled(&inner.engine, &inner.spaces),
+        );
+        Some(failed)
     }
 }
 
@@ -220,6 +237,13 @@ impl Database {
         if !db.inner.privacy.pending().is_empty() {
             privacy::purge::start_purger(&db.inner.privacy, db.downgrade());
         }
+        // EVERY segments, also those due while the database was closed.
+        segments::scheduler::Scheduler::start(&db.inner.segments, db.downgrade()).map_err(|e| {
+            EngineError::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot start the segment scheduler: {e}"),
+            ))
+        })?;
         Ok(db)
     }
 

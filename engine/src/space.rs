@@ -32,9 +32,10 @@ use tessera_sql::datafusion::arrow::array::{
     ArrayRef, AsArray, BinaryArray, Int64Array, RecordBatch,
 };
 use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use tessera_sql::hook::{HookWrite, TableHook};
+use tessera_sql::hook::{HookWrite, TableHook, WriteKind};
 use tessera_sql::storage::{ScanOptions, Store};
 
+use crate::appended::Appended;
 use crate::error::{EngineError, Result};
 use crate::identity::graph::{GraphDelta, IdentityGraph, Merge, ProfileId};
 use crate::unify::{PROFILE_ID, UnifySpec, resolve_batch, time_column};
@@ -130,8 +131,8 @@ pub struct Space {
     survivors: RwLock<Survivors>,
     /// Write statements committed to its sources since it was opened
     /// (starts at 1, so that what depends on writes is redone once after a
-    /// restart).
-    writes: std::sync::atomic::AtomicU64,
+    /// restart), and the rows the latest of them appended.
+    writes: crate::appended::Recent,
     /// Identifiers of erased people: records carrying one are dropped.
     suppressions: crate::privacy::suppress::SharedSuppressions,
 }
@@ -162,7 +163,7 @@ impl Space {
             }),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             survivors: RwLock::new(survivors),
-            writes: std::sync::atomic::AtomicU64::new(1),
+            writes: crate::appended::Recent::starting_at(1),
             suppressions: Default::default(),
         }
     }
@@ -209,7 +210,12 @@ impl Space {
     /// Write statements committed to the sources since the space was opened
     /// (plus one).
     pub fn writes_committed(&self) -> u64 {
-        self.writes.load(std::sync::atomic::Ordering::SeqCst)
+        self.writes.count()
+    }
+
+    /// The write statements committed and the rows they appended.
+    pub fn appended(&self) -> &crate::appended::Recent {
+        &self.writes
     }
 
     /// When the graph last changed (a full run or a write to a source).
@@ -257,8 +263,7 @@ impl Space {
         if let Ok(p) = u32::try_from(profile) {
             self.survivors.write().erased.insert(p);
         }
-        self.writes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.writes.committed(None);
     }
 
     /// A write that changed the graph failed: rebuild it from the log
@@ -282,6 +287,25 @@ impl Space {
         follow(&self.survivors.read().next, id)
     }
 
+    /// The stored profile ids that map to one of `members` (current
+    /// profiles): the members and every id merged into one of them.
+    pub fn stored_ids(&self, members: &roaring::RoaringBitmap) -> roaring::RoaringBitmap {
+        let s = self.survivors.read();
+        let mut out = members.clone();
+        if s.merges == 0 {
+            return out;
+        }
+        for (i, next) in s.next.iter().enumerate() {
+            if *next != i as u64
+                && let (Ok(i), Ok(p)) = (u32::try_from(i), u32::try_from(follow(&s.next, *next)))
+                && members.contains(p)
+            {
+                out.insert(i);
+            }
+        }
+        out
+    }
+
     /// Maps a column of stored profile ids to current ones.
     pub(crate) fn map_ids(&self, ids: &Int64Array) -> Int64Array {
         let s = self.survivors.read();
@@ -293,7 +317,7 @@ impl Space {
             .collect()
     }
 
-    fn committed(&self, merges: &[Merge], profiles: u64) {
+    fn committed(&self, merges: &[Merge], profiles: u64, appended: Option<Appended>) {
         let mut s = self.survivors.write();
         let n = usize::try_from(profiles).unwrap_or(s.next.len());
         while s.next.len() < n {
@@ -310,8 +334,7 @@ impl Space {
         }
         s.merges += merges.len();
         drop(s);
-        self.writes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.writes.committed(appended);
     }
 
     /// Rewrites the graph's log as one snapshot of the graph (as many rows
@@ -461,8 +484,15 @@ impl TableHook for SourceHook {
         Ok(RecordBatch::try_new(batch.schema(), columns)?)
     }
 
-    async fn begin_write(&self, _table: &str) -> tessera_sql::Result<Box<dyn HookWrite>> {
+    async fn begin_write(
+        &self,
+        _table: &str,
+        kind: WriteKind,
+    ) -> tessera_sql::Result<Box<dyn HookWrite>> {
         let token = self.space.writer_token().await;
+        // Rows are kept for incremental refreshes only while wanted, and
+        // only if the statement does nothing but append.
+        let keep = (kind == WriteKind::Append && self.space.writes.wanted()).then(Vec::new);
         Ok(Box::new(SourceWrite {
             space: Arc::clone(&self.space),
             index: self.index,
@@ -473,6 +503,8 @@ impl TableHook for SourceHook {
             profiles: 0,
             done: false,
             suppressed: std::collections::HashMap::new(),
+            keep,
+            kept_bytes: 0,
         }))
     }
 }
@@ -489,6 +521,10 @@ struct SourceWrite {
     done: bool,
     /// Rows dropped as carrying a suppressed identifier, per erasure request.
     suppressed: std::collections::HashMap<String, u64>,
+    /// The rows written, as stored, for incremental refreshes (`None`: not
+    /// kept, or more than [`crate::appended::STATEMENT_LIMIT`] bytes).
+    keep: Option<Vec<RecordBatch>>,
+    kept_bytes: usize,
 }
 
 fn sql_error(e: EngineError) -> SqlError {
@@ -522,10 +558,16 @@ impl HookWrite for SourceWrite {
         )
         .map_err(sql_error)?;
         // The batch keeps its own schema (profile_id is one of its columns).
-        Ok(RecordBatch::try_new(
-            batch.schema(),
-            out.columns().to_vec(),
-        )?)
+        let out = RecordBatch::try_new(batch.schema(), out.columns().to_vec())?;
+        if let Some(kept) = &mut self.keep {
+            self.kept_bytes += out.get_array_memory_size();
+            if self.kept_bytes > crate::appended::STATEMENT_LIMIT {
+                self.keep = None;
+            } else {
+                kept.push(out.clone());
+            }
+        }
+        Ok(out)
     }
 
     fn finish(&mut self) -> tessera_sql::Result<Vec<(String, RecordBatch)>> {
@@ -560,7 +602,11 @@ impl HookWrite for SourceWrite {
 
     fn committed(mut self: Box<Self>) {
         self.done = true;
-        self.space.committed(&self.merges, self.profiles);
+        let appended = self
+            .keep
+            .take()
+            .and_then(|rows| Appended::new(self.index, rows));
+        self.space.committed(&self.merges, self.profiles, appended);
     }
 }
 

@@ -196,21 +196,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
     match cli.command {
         Command::Sql { db, command, file } => {
             let db = open(&db, key_file)?;
-            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                db.engine()
-                    .set_progress(Some(std::sync::Arc::new(|done: u64, total: u64| {
-                        let pct = (done * 100).checked_div(total).unwrap_or(0);
-                        let bar = "#".repeat((pct / 4) as usize);
-                        eprint!(
-                            "\rloading [{bar:<25}] {pct:>3}%  {:.1} of {:.1} MB",
-                            done as f64 / 1e6,
-                            total as f64 / 1e6
-                        );
-                        if done >= total {
-                            eprintln!();
-                        }
-                    })));
-            }
+            print::show_progress(&db);
             let script = match (command, file) {
                 (Some(c), _) => Some(c),
                 (None, Some(f)) => Some(std::fs::read_to_string(&f).map_err(|e| {
@@ -333,6 +319,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             purpose,
         } => {
             let db = open(&db, key_file)?;
+            print::show_progress(&db);
             let started = std::time::Instant::now();
             let done = export::run(
                 &db,

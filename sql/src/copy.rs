@@ -130,8 +130,17 @@ impl CopyOptions {
     }
 }
 
-/// Reports how far a load has read: (bytes read, file size).
-pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+/// What a [`Progress`] report counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `COPY … FROM`: bytes of the file read, of its size.
+    Read,
+    /// `COPY … TO`: rows written, of the rows to write.
+    Written,
+}
+
+/// Reports how far a `COPY` has come: (what, done, total).
+pub type Progress = Arc<dyn Fn(Step, u64, u64) + Send + Sync>;
 
 /// A reader that counts the bytes read through it.
 struct Counting<R> {
@@ -190,7 +199,7 @@ pub fn read(
     };
     let report = move || {
         if let Some(p) = &progress {
-            p(counter.load(Ordering::Relaxed), size);
+            p(Step::Read, counter.load(Ordering::Relaxed), size);
         }
     };
     let path_buf = path.to_path_buf();
@@ -503,13 +512,22 @@ pub fn arrays_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
     )?)
 }
 
-/// Writes batches to `path` (through a temporary file renamed into place).
+/// Writes batches to `path` (through a temporary file renamed into place),
+/// reporting the rows written.
 pub fn write(
     path: &Path,
     opts: &CopyOptions,
     schema: &Schema,
     batches: &[RecordBatch],
+    progress: Option<Progress>,
 ) -> Result<u64> {
+    let total: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let report = |rows: u64| {
+        if let Some(p) = &progress {
+            p(Step::Written, rows, total);
+        }
+    };
+    report(0);
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     let file = File::create(&tmp).map_err(|e| SqlError::File {
         path: tmp.clone(),
@@ -530,6 +548,7 @@ pub fn write(
             for b in batches {
                 w.write(&arrays_as_text(b)?).map_err(io)?;
                 rows += b.num_rows() as u64;
+                report(rows);
             }
         }
         Format::Json => {
@@ -537,6 +556,7 @@ pub fn write(
             for b in batches {
                 w.write(b).map_err(io)?;
                 rows += b.num_rows() as u64;
+                report(rows);
             }
             w.finish().map_err(io)?;
         }
@@ -552,6 +572,7 @@ pub fn write(
                     SqlError::InvalidText(format!("COPY to {}: {e}", path.display()))
                 })?;
                 rows += b.num_rows() as u64;
+                report(rows);
             }
             w.close()
                 .map_err(|e| SqlError::InvalidText(format!("COPY to {}: {e}", path.display())))?;

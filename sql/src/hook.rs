@@ -12,6 +12,9 @@
 //!   that absorbed it since); filters on a mapped column are evaluated after
 //!   the mapping, never pushed into the storage engine.
 //!
+//! A [`MappedFilter`] may still translate a filter over a mapped column
+//! into a predicate on the stored values (`in_segment(profile_id, …)`).
+//!
 //! A [`HookWrite`] lives for one statement: [`TableHook::begin_write`],
 //! then [`HookWrite::rows`] for each batch, [`HookWrite::finish`] for the
 //! extra rows, the commit, and [`HookWrite::committed`]. Dropped without
@@ -26,6 +29,7 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 
 use crate::error::{Result, SqlError};
+use tessera_storage::Predicate;
 
 /// What the layers above do on a table's reads and writes.
 #[async_trait]
@@ -44,15 +48,26 @@ pub trait TableHook: Send + Sync + fmt::Debug {
     /// columns a scan asked for, by name).
     fn map_read(&self, batch: RecordBatch) -> Result<RecordBatch>;
 
-    /// Starts one write statement to `table` (storage name). Waits while
-    /// another write statement holds what this one needs.
-    async fn begin_write(&self, table: &str) -> Result<Box<dyn HookWrite>>;
+    /// Starts one write statement to `table` (storage name), which does
+    /// `kind` to its rows. Waits while another write statement holds what
+    /// this one needs.
+    async fn begin_write(&self, table: &str, kind: WriteKind) -> Result<Box<dyn HookWrite>>;
 
     /// Whether the table's rows are Tessera's alone (an audit log, a graph
     /// log): users may neither write them nor give them a retention.
     fn read_only(&self) -> bool {
         false
     }
+}
+
+/// What a write statement does to a table's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Only adds rows (`INSERT`, `COPY … FROM`, the append API): every
+    /// batch [`HookWrite::rows`] sees is a new row.
+    Append,
+    /// Deletes rows (`DELETE`), and adds their new versions (`UPDATE`).
+    Rewrite,
 }
 
 /// One write statement's part in a hook; see the module documentation.
@@ -68,10 +83,21 @@ pub trait HookWrite: Send {
     fn committed(self: Box<Self>);
 }
 
+/// Filters over a mapped column that the layer above can still answer in
+/// the storage engine, by translating them to a predicate on the *stored*
+/// values (`in_segment(profile_id, 'vip')`: the stored id is one of those
+/// that map to a member).
+pub trait MappedFilter: Send + Sync + fmt::Debug {
+    /// A storage predicate on the stored values of `table` (storage name)
+    /// exactly equivalent to `filter` (its columns unqualified), if known.
+    fn predicate(&self, table: &str, filter: &datafusion::logical_expr::Expr) -> Option<Predicate>;
+}
+
 /// The hooks of an engine's tables, by storage name. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Hooks {
     inner: Arc<RwLock<HashMap<String, Arc<dyn TableHook>>>>,
+    mapped_filter: Arc<RwLock<Option<Arc<dyn MappedFilter>>>>,
 }
 
 impl fmt::Debug for Hooks {
@@ -98,6 +124,16 @@ impl Hooks {
                 map.remove(table);
             }
         }
+    }
+
+    /// Installs the translator of filters over mapped columns.
+    pub fn set_mapped_filter(&self, f: Arc<dyn MappedFilter>) {
+        *self.mapped_filter.write() = Some(f);
+    }
+
+    /// The translator of filters over mapped columns, if one is installed.
+    pub fn mapped_filter(&self) -> Option<Arc<dyn MappedFilter>> {
+        self.mapped_filter.read().clone()
     }
 
     /// The generated columns of `table` (none without a hook).
@@ -144,7 +180,11 @@ impl TableHook for ReadOnlyHook {
         Ok(batch)
     }
 
-    async fn begin_write(&self, table: &str) -> crate::error::Result<Box<dyn HookWrite>> {
+    async fn begin_write(
+        &self,
+        table: &str,
+        _kind: WriteKind,
+    ) -> crate::error::Result<Box<dyn HookWrite>> {
         Err(SqlError::ReadOnly(format!(
             "permission denied: \"{table}\" is {}; only Tessera writes it",
             self.owner

@@ -36,7 +36,7 @@ use tessera_storage::{Mutation, Predicate, ROW_ID_COLUMN, ScanOptions, Store};
 
 use crate::error::SqlError;
 use crate::exec::TesseraScanExec;
-use crate::hook::{HookWrite, TableHook};
+use crate::hook::{HookWrite, TableHook, WriteKind};
 use crate::pushdown::to_predicate;
 use crate::session::EngineOptions;
 
@@ -80,13 +80,16 @@ impl TesseraTable {
         self.hooks.get(&self.name)
     }
 
-    /// The storage predicate of a filter, unless it reads a column whose
-    /// stored values a hook maps (those are filtered after the mapping).
+    /// The storage predicate of a filter. One that reads a column whose
+    /// stored values a hook maps is filtered after the mapping, unless the
+    /// [`crate::hook::MappedFilter`] knows its equivalent on the stored
+    /// values.
     fn storage_predicate(&self, f: &Expr) -> Option<Predicate> {
         if let Some(h) = self.hook() {
             let mapped = h.mapped_columns();
             if f.column_refs().iter().any(|c| mapped.contains(&c.name)) {
-                return None;
+                let f = unqualify(f.clone()).ok()?;
+                return self.hooks.mapped_filter()?.predicate(&self.name, &f);
             }
         }
         storage_predicate(f, &self.schema)
@@ -598,7 +601,7 @@ pub(crate) async fn commit_appends(
     mut m: Mutation,
 ) -> Result<u64, SqlError> {
     let mut hw = match hooks.get(table) {
-        Some(h) => Some(h.begin_write(table).await?),
+        Some(h) => Some(h.begin_write(table, WriteKind::Append).await?),
         None => None,
     };
     let mut written = 0u64;
@@ -700,7 +703,7 @@ async fn bulk_insert(
 ) -> Result<u64> {
     let hw = match table.hook() {
         Some(h) => Some(
-            h.begin_write(&table.name)
+            h.begin_write(&table.name, WriteKind::Append)
                 .await
                 .map_err(SqlError::into_datafusion)?,
         ),
@@ -758,7 +761,7 @@ async fn rewrite(
 ) -> Result<u64, SqlError> {
     let hook = table.hook();
     let mut hw = match &hook {
-        Some(h) => Some(h.begin_write(&table.name).await?),
+        Some(h) => Some(h.begin_write(&table.name, WriteKind::Rewrite).await?),
         None => None,
     };
     let mut w = table.store.writer();

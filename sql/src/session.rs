@@ -1147,7 +1147,8 @@ impl SqlEngine {
         Ok(QueryOutput::command("CREATE TABLE"))
     }
 
-    /// Sets the function told how far a `COPY … FROM` has read.
+    /// Sets the function told how far a `COPY` has read (`FROM`) or
+    /// written (`TO`).
     pub fn set_progress(&self, progress: Option<copy::Progress>) {
         *self.progress.lock() = progress;
     }
@@ -1174,7 +1175,8 @@ impl SqlEngine {
         if to {
             let query = copy_source_query(source, true)?;
             let out = self.datafusion(query).await?;
-            let n = copy::write(&path, &opts, &out.schema, &out.batches)?;
+            let progress = self.progress.lock().clone();
+            let n = copy::write(&path, &opts, &out.schema, &out.batches, progress)?;
             return Ok(QueryOutput::command(format!("COPY {n}")));
         }
         let ast::CopySource::Table {
@@ -1220,7 +1222,10 @@ impl SqlEngine {
         let mut seen = 0u64;
         let label = name.to_string();
         let hw = match self.hooks.get(&name.storage()) {
-            Some(h) => Some(h.begin_write(&name.storage()).await?),
+            Some(h) => Some(
+                h.begin_write(&name.storage(), crate::hook::WriteKind::Append)
+                    .await?,
+            ),
             None => None,
         };
         let n = crate::provider::bulk_append(

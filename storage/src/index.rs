@@ -236,6 +236,30 @@ impl ColumnIndex {
         Some(out)
     }
 
+    /// Rows whose value is one of `ids`; `None` for a column that does not
+    /// hold integers. Each id is looked up among the keys, or each key in
+    /// `ids`, whichever is fewer.
+    pub fn matching_ids(&self, ids: &RoaringBitmap) -> Option<RoaringBitmap> {
+        let IndexKeys::Int(keys) = &self.keys else {
+            return None;
+        };
+        let mut out = RoaringBitmap::new();
+        if ids.len() < keys.len() as u64 {
+            for id in ids {
+                if let Ok(i) = keys.binary_search(&i64::from(id)) {
+                    out |= &self.bitmaps[i];
+                }
+            }
+        } else {
+            for (k, bm) in keys.iter().zip(&self.bitmaps) {
+                if u32::try_from(*k).is_ok_and(|k| ids.contains(k)) {
+                    out |= bm;
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// Rows where the column is NULL.
     pub fn nulls(&self) -> &RoaringBitmap {
         &self.nulls
@@ -405,6 +429,21 @@ pub fn select(
                 u |= all() - &t;
             }
             Selection::Exact { t, u }
+        }
+        Predicate::InSet { column, set } => {
+            let Some(idx) = index_of(column) else {
+                return Selection::All;
+            };
+            match set.select(&idx) {
+                Some(t) => {
+                    note(column);
+                    Selection::Exact {
+                        t,
+                        u: idx.nulls().clone(),
+                    }
+                }
+                None => Selection::All,
+            }
         }
         Predicate::IsNull(c) | Predicate::IsNotNull(c) => {
             let Some(idx) = index_of(c) else {

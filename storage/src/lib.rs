@@ -78,6 +78,7 @@ mod crypt;
 pub mod dv;
 mod error;
 mod grep;
+mod idset;
 pub mod index;
 mod io;
 pub mod manifest;
@@ -99,6 +100,7 @@ pub use bulk::{BulkLoad, LoadTarget};
 pub use crypt::{EncryptedVfs, KEY_CHECK_FILE, Key};
 pub use error::{Error, Result};
 pub use grep::{FindReport, Found};
+pub use idset::IdSet;
 pub use io::{DirLock, OsVfs, Vfs, WritableFile};
 pub use predicate::{CmpOp, Predicate};
 pub use scan::{

@@ -16,6 +16,7 @@ use arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::idset::IdSet;
 use crate::value::{Value, is_temporal_int};
 use crate::zonemap::ColumnStats;
 
@@ -81,6 +82,14 @@ pub enum Predicate {
         /// The list.
         values: Vec<Value>,
     },
+    /// `column IN set`: the column's integer value is one of a set of ids
+    /// (NULL for a NULL value).
+    InSet {
+        /// Column name.
+        column: String,
+        /// The ids.
+        set: IdSet,
+    },
     /// `column IS NULL`
     IsNull(String),
     /// `column IS NOT NULL`
@@ -123,9 +132,9 @@ impl Predicate {
 
     fn collect_columns<'a>(&'a self, out: &mut Vec<&'a str>) {
         match self {
-            Predicate::Compare { column, .. } | Predicate::InList { column, .. } => {
-                out.push(column)
-            }
+            Predicate::Compare { column, .. }
+            | Predicate::InList { column, .. }
+            | Predicate::InSet { column, .. } => out.push(column),
             Predicate::IsNull(c) | Predicate::IsNotNull(c) => out.push(c),
             Predicate::And(ps) | Predicate::Or(ps) => {
                 ps.iter().for_each(|p| p.collect_columns(out))
@@ -150,6 +159,7 @@ impl Predicate {
                 }
                 acc
             }
+            Predicate::InSet { column, set } => set.evaluate(column_of(batch, column)?)?,
             Predicate::IsNull(c) => is_null(column_of(batch, c)?).map_err(arrow_err)?,
             Predicate::IsNotNull(c) => is_not_null(column_of(batch, c)?).map_err(arrow_err)?,
             Predicate::And(ps) => {
@@ -209,6 +219,7 @@ impl Predicate {
                             .all(|v| compare_may_be_true(&s, CmpOp::NotEq, v))
                 }
             }
+            Predicate::InSet { column, set } => stats(column).is_none_or(|s| set.may_be(want, &s)),
             Predicate::IsNull(c) => stats(c).is_none_or(|s| {
                 if want {
                     s.null_count > 0
@@ -321,6 +332,9 @@ impl fmt::Display for Predicate {
                     write!(f, "{v}")?;
                 }
                 write!(f, ")")
+            }
+            Predicate::InSet { column, set } => {
+                write!(f, "{column} IN <a set of {} ids>", set.ids().len())
             }
             Predicate::IsNull(c) => write!(f, "{c} IS NULL"),
             Predicate::IsNotNull(c) => write!(f, "{c} IS NOT NULL"),

@@ -519,7 +519,7 @@ impl PartitionIter {
                 continue;
             };
             let batch = self.decode(i)?;
-            let (batch, positions) = match (keep, self.filter_predicate()) {
+            let (batch, positions, is_output) = match (keep, self.filter_predicate()) {
                 // Rows the predicate and the deletions keep, found first,
                 // picked once: the columns of the other rows (strings
                 // above all) are never copied.
@@ -535,15 +535,19 @@ impl PartitionIter {
                     if kept.is_empty() {
                         continue;
                     }
-                    (pick(&batch, &kept, lo32)?, Some(kept))
+                    (pick(&batch, &kept, lo32)?, Some(kept), false)
                 }
-                (Keep::Rows(rows), None) => (pick(&batch, &rows, lo as u32)?, Some(rows)),
+                (Keep::Rows(rows), None) => (pick(&batch, &rows, lo as u32)?, Some(rows), false),
                 (Keep::All, _) => self.apply_filter(batch, None, lo)?,
             };
             if batch.num_rows() == 0 {
                 continue;
             }
-            let mut out = self.finish(batch, positions.as_ref(), lo)?;
+            let mut out = if is_output {
+                batch
+            } else {
+                self.finish(batch, positions.as_ref(), lo)?
+            };
             if let Some(limit) = self.part.limit {
                 let left = limit - self.emitted;
                 if out.num_rows() >= left {
@@ -628,24 +632,48 @@ impl PartitionIter {
             .filter(|_| !self.part.selection.is_exact())
     }
 
+    /// Keeps the rows of `batch` where the predicate is TRUE (unless the
+    /// selection answered it): the batch, the kept positions (with row
+    /// ids), and whether the batch is already the scan's output.
     fn apply_filter(
         &self,
         batch: RecordBatch,
         positions: Option<RoaringBitmap>,
         lo: u64,
-    ) -> Result<(RecordBatch, Option<RoaringBitmap>)> {
+    ) -> Result<(RecordBatch, Option<RoaringBitmap>, bool)> {
         let Some(pred) = &self.part.predicate else {
-            return Ok((batch, positions));
+            return Ok((batch, positions, false));
         };
         if self.part.selection.is_exact() {
-            return Ok((batch, positions));
+            return Ok((batch, positions, false));
         }
         let mask = pred.evaluate(&batch)?;
+        if !self.part.row_ids {
+            // Only the columns the scan returns are filtered (not those
+            // read for the predicate alone): the result is the output.
+            let err =
+                |e: arrow::error::ArrowError| Error::InvalidInput(format!("cannot filter: {e}"));
+            // Precomputed indices pay off only when several columns are
+            // filtered.
+            let mut builder = arrow::compute::FilterBuilder::new(&mask);
+            if self.part.output.len() > 1 {
+                builder = builder.optimize();
+            }
+            let filter = builder.build();
+            let cols = self
+                .part
+                .output
+                .iter()
+                .map(|i| filter.filter(batch.column(*i)))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(err)?;
+            let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(filter.count()));
+            let out = RecordBatch::try_new_with_options(Arc::clone(&self.part.schema), cols, &opts)
+                .map_err(err)?;
+            return Ok((out, None, true));
+        }
         let filtered = filter_record_batch(&batch, &mask)
             .map_err(|e| Error::InvalidInput(format!("cannot filter: {e}")))?;
-        if !self.part.row_ids {
-            return Ok((filtered, None));
-        }
         let all: Vec<u32> = match &positions {
             Some(p) => p.iter().collect(),
             None => (lo as u32..lo as u32 + batch.num_rows() as u32).collect(),
@@ -655,7 +683,7 @@ impl PartitionIter {
             .zip(mask.iter())
             .filter_map(|(r, m)| (m == Some(true)).then_some(r))
             .collect();
-        Ok((filtered, Some(kept)))
+        Ok((filtered, Some(kept), false))
     }
 
     fn finish(

@@ -72,6 +72,9 @@ pub fn register(
         engine.pii().clone(),
     );
     ctx.register_udf(ScalarUDF::from(segment::InSegment::new(cx.clone())));
+    engine
+        .hooks()
+        .set_mapped_filter(Arc::new(segment::InSegmentFilter::new(cx.clone())));
     ctx.register_udf(ScalarUDF::from(segment::SegmentCount::new(cx.clone())));
     ctx.register_udf(ScalarUDF::from(consent::HasConsent::new(
         Arc::clone(spaces),

@@ -41,6 +41,7 @@ use crate::segments::expr::SetExpr;
 use crate::segments::{Segment, Segments, as_current};
 use crate::space::Space;
 use crate::spaces::Spaces;
+use tessera_sql::storage::IdSet;
 
 /// What the segment functions need: the spaces and the segments.
 #[derive(Debug, Clone)]
@@ -130,11 +131,12 @@ impl Context {
                 x.union_len(&y)
             });
         }
-        let members = self
-            .segments
-            .members_of(&space, expr)
-            .map_err(EngineError::into_datafusion)?;
-        Ok(members.len())
+        if let SetExpr::Name(n) = expr {
+            return Ok(self.members(n)?.0.len());
+        }
+        self.segments
+            .count(&space, expr)
+            .map_err(EngineError::into_datafusion)
     }
 }
 
@@ -159,7 +161,9 @@ impl InSegment {
     pub fn new(cx: Context) -> Self {
         Self {
             cx,
-            signature: Signature::any(2, Volatility::Volatile),
+            // Stable, not volatile: within a statement the members do not
+            // change, and a stable filter may be pushed into a scan.
+            signature: Signature::any(2, Volatility::Stable),
         }
     }
 }
@@ -215,6 +219,73 @@ impl ScalarUDFImpl for InSegment {
             }
         };
         Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `in_segment(profile_id, 'name')` pushed into the scan of a source of
+/// the segment's space: the stored profile id is one of those that map to
+/// a member ([`Space::stored_ids`]), which the storage engine evaluates on
+/// the stored column (and through its index, if it has one) before any row
+/// leaves it. The same answer as the function, NULL for a NULL id.
+#[derive(Debug)]
+pub struct InSegmentFilter {
+    cx: Context,
+    /// Per segment, the members a set was made for and the set (which
+    /// builds its bitset once): reused while the members are the same.
+    sets: parking_lot::Mutex<std::collections::HashMap<String, (Arc<RoaringBitmap>, IdSet)>>,
+}
+
+impl InSegmentFilter {
+    /// Over one database's segments.
+    pub fn new(cx: Context) -> Self {
+        Self {
+            cx,
+            sets: Default::default(),
+        }
+    }
+
+    /// The stored ids of `space` that map to `members` of segment `name`.
+    fn set(&self, name: &str, members: Arc<RoaringBitmap>, space: &Space) -> IdSet {
+        let mut sets = self.sets.lock();
+        if let Some((m, set)) = sets.get(name)
+            && Arc::ptr_eq(m, &members)
+        {
+            return set.clone();
+        }
+        let set = IdSet::new(Arc::new(space.stored_ids(&members)));
+        sets.insert(name.to_string(), (members, set.clone()));
+        set
+    }
+}
+
+impl tessera_sql::hook::MappedFilter for InSegmentFilter {
+    fn predicate(&self, table: &str, filter: &Expr) -> Option<tessera_sql::storage::Predicate> {
+        let Expr::ScalarFunction(call) = filter else {
+            return None;
+        };
+        if call.name() != "in_segment" {
+            return None;
+        }
+        let [Expr::Column(c), name] = call.args.as_slice() else {
+            return None;
+        };
+        let Expr::Literal(ScalarValue::Utf8(Some(name)) | ScalarValue::Utf8View(Some(name)), _) =
+            name
+        else {
+            return None;
+        };
+        if c.name != crate::unify::PROFILE_ID {
+            return None;
+        }
+        // An unknown segment is left to the function, which says so.
+        let (members, space) = self.cx.members(name).ok()?;
+        if !space.spec.sources.iter().any(|s| s.table == table) {
+            return None;
+        }
+        Some(tessera_sql::storage::Predicate::InSet {
+            column: c.name.clone(),
+            set: self.set(name, members, &space),
+        })
     }
 }
 
@@ -605,6 +676,9 @@ impl SegmentsTable {
                 DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
                 false,
             ),
+            Field::new("last_refresh_kind", DataType::Utf8, true),
+            Field::new("next_refresh", ts(), true),
+            Field::new("last_error", DataType::Utf8, true),
         ]));
         Self { cx, schema }
     }
@@ -654,6 +728,19 @@ impl SegmentsTable {
                     all.iter().map(|s| s.latest.seconds),
                 )),
                 Arc::new(deps.finish()),
+                Arc::new(StringArray::from(
+                    all.iter()
+                        .map(|s| s.kind.map(|k| k.as_str()))
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(TimestampMicrosecondArray::from(
+                    all.iter().map(|s| s.next_scheduled()).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    all.iter()
+                        .map(|s| s.last_error.lock().clone())
+                        .collect::<Vec<_>>(),
+                )),
             ],
         )?)
     }

@@ -20,18 +20,21 @@
 //! statement that wrote to a source of the space, before it returns),
 //! `EVERY 'interval'` (checked before each statement; see [`Segments::due`]).
 
+pub mod dense;
 pub mod expr;
+pub mod incremental;
+pub mod scheduler;
 pub(crate) mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 use tessera_sql::SqlEngine;
 use tessera_sql::SqlError;
-use tessera_sql::datafusion::arrow::array::{Array, AsArray};
+use tessera_sql::datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use tessera_sql::datafusion::arrow::compute::cast;
 use tessera_sql::datafusion::arrow::datatypes::{DataType, Int64Type};
 use tessera_sql::parser::{
@@ -42,7 +45,7 @@ use crate::error::{EngineError, Result};
 use crate::space::Space;
 use crate::spaces::Spaces;
 use expr::SetExpr;
-pub use store::Version;
+pub use store::{Seen, Version};
 
 /// Prefix of the catalog keys of segment definitions.
 const KEY_PREFIX: &str = "segment:";
@@ -93,29 +96,93 @@ pub struct Segment {
     /// The latest members mapped through the space's merges, for (which
     /// space object, how many merges it had committed).
     mapped: Mutex<Option<(MappedFor, Arc<RoaringBitmap>)>>,
-    /// When it was last refreshed in this process (for `EVERY`).
-    refreshed: Instant,
+    /// The same members as a bitset, for counting expressions.
+    bits: Mutex<Option<(MappedFor, Arc<dense::Bits>)>>,
+    /// How the latest version was computed in this process (`None`: it was
+    /// read at open).
+    pub kind: Option<RefreshKind>,
+    /// When the members were last computed in full (microseconds since the
+    /// Unix epoch).
+    pub full_at: i64,
+    /// Whether the definition reads the clock (known once it was refreshed
+    /// incrementally).
+    reads_clock: bool,
+    /// Why the last refresh by the scheduler failed, if it did.
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// How a version was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshKind {
+    /// By running the definition over every row.
+    Full,
+    /// From the rows appended since the version before
+    /// ([`incremental`]).
+    Incremental,
+}
+
+impl RefreshKind {
+    /// `full` or `incremental`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshKind::Full => "full",
+            RefreshKind::Incremental => "incremental",
+        }
+    }
 }
 
 impl Segment {
     fn new(def: SegmentDef, latest: Version) -> Self {
         Self {
             def,
+            full_at: latest.refreshed_at,
             latest,
             mapped: Mutex::new(None),
-            refreshed: Instant::now(),
+            bits: Mutex::new(None),
+            kind: None,
+            reads_clock: false,
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// A segment whose new version `latest` was computed in full.
+    fn computed(def: SegmentDef, latest: Version, reads_clock: bool) -> Self {
+        Self {
+            kind: Some(RefreshKind::Full),
+            reads_clock,
+            ..Self::new(def, latest)
+        }
+    }
+
+    /// When the scheduler should refresh it next (microseconds since the
+    /// Unix epoch), if ever: an `EVERY` segment its interval after its
+    /// latest version; a clock-reading `ON COMMIT` segment refreshed
+    /// incrementally [`incremental::CLOCK_FULL_REFRESH`] after its last
+    /// full computation.
+    pub fn next_scheduled(&self) -> Option<i64> {
+        match self.def.policy() {
+            RefreshPolicy::Every(_) => {
+                let secs = i64::try_from(self.def.every_seconds?).ok()?;
+                Some(
+                    self.latest
+                        .refreshed_at
+                        .saturating_add(secs.saturating_mul(1_000_000)),
+                )
+            }
+            RefreshPolicy::OnCommit
+                if self.reads_clock && self.kind == Some(RefreshKind::Incremental) =>
+            {
+                let window = incremental::CLOCK_FULL_REFRESH.as_micros() as i64;
+                Some(self.full_at.saturating_add(window))
+            }
+            _ => None,
         }
     }
 
     /// The members now: the latest version mapped through the merges of
     /// `space` since.
     pub fn members(&self, space: &Space) -> Arc<RoaringBitmap> {
-        // A re-run UNIFY replaces the space object: its merges are new.
-        let key = (
-            std::ptr::from_ref(space) as usize,
-            space.merges_committed(),
-            space.erasures(),
-        );
+        let key = mapped_for(space);
         let mut m = self.mapped.lock();
         if let Some((seen, b)) = &*m
             && *seen == key
@@ -125,6 +192,32 @@ impl Segment {
         let mapped = Arc::new(as_current(space, &self.latest.members));
         *m = Some((key, Arc::clone(&mapped)));
         mapped
+    }
+}
+
+/// What mapped members are computed for: the space object (a re-run
+/// UNIFY replaces it: its merges are new), its merges and its erasures.
+fn mapped_for(space: &Space) -> MappedFor {
+    (
+        std::ptr::from_ref(space) as usize,
+        space.merges_committed(),
+        space.erasures(),
+    )
+}
+
+impl Segment {
+    /// [`Segment::members`] as a bitset.
+    pub fn bits(&self, space: &Space) -> Arc<dense::Bits> {
+        let key = mapped_for(space);
+        let mut b = self.bits.lock();
+        if let Some((seen, bits)) = &*b
+            && *seen == key
+        {
+            return Arc::clone(bits);
+        }
+        let bits = Arc::new(dense::Bits::of(&self.members(space)));
+        *b = Some((key, Arc::clone(&bits)));
+        bits
     }
 }
 
@@ -213,6 +306,10 @@ pub struct Segments {
     segments: RwLock<BTreeMap<String, Arc<Segment>>>,
     /// One change (create, alter, drop, refresh) at a time.
     changing: tokio::sync::Mutex<()>,
+    /// The background refreshes.
+    pub scheduler: scheduler::Scheduler,
+    /// The live profiles of the space last counted against, as a bitset.
+    universe: Mutex<Option<(MappedFor, Arc<dense::Bits>)>>,
 }
 
 impl Segments {
@@ -239,14 +336,24 @@ impl Segments {
             let stale = space
                 .updated_at()
                 .is_some_and(|at| version.refreshed_at < at);
-            version.writes_seen = if stale { 0 } else { space.writes_committed() };
+            version.writes_seen = Seen {
+                writes: if stale { 0 } else { space.writes_committed() },
+                ..Seen::now(&space)
+            };
             store::protect(engine, &space);
             segments
                 .segments
                 .write()
                 .insert(def.name.clone(), Arc::new(Segment::new(def, version)));
         }
+        segments.keep_appends(spaces);
         Ok(segments)
+    }
+
+    /// Makes `seg` the current state of its segment.
+    fn install(&self, seg: Arc<Segment>) {
+        self.segments.write().insert(seg.def.name.clone(), seg);
+        self.scheduler.poke();
     }
 
     /// The segment `name`.
@@ -404,9 +511,7 @@ impl Segments {
             let bytes = encode_def(&def)?;
             engine.set_extension(&format!("{KEY_PREFIX}{}", def.name), Some(bytes))?;
             let updated = Arc::new(Segment::new(def, seg.latest.clone()));
-            self.segments
-                .write()
-                .insert(updated.def.name.clone(), Arc::clone(&updated));
+            self.install(Arc::clone(&updated));
             return Ok(updated);
         }
         self.define(engine, &space, def, &body).await
@@ -420,7 +525,7 @@ impl Segments {
         body: &SegmentBody,
     ) -> Result<Arc<Segment>> {
         let started = Instant::now();
-        let writes = space.writes_committed();
+        let writes = Seen::now(space);
         let members = self.compute(engine, space, &def, body).await?;
         let previous = self.get(&def.name).map(|s| s.latest.clone());
         let version = Version::next(previous.as_ref(), members, started.elapsed(), writes);
@@ -432,10 +537,8 @@ impl Segments {
             &version,
             Some((&key, encode_def(&def)?)),
         )?;
-        let seg = Arc::new(Segment::new(def, version));
-        self.segments
-            .write()
-            .insert(seg.def.name.clone(), Arc::clone(&seg));
+        let seg = Arc::new(Segment::computed(def, version, false));
+        self.install(Arc::clone(&seg));
         Ok(seg)
     }
 
@@ -481,39 +584,59 @@ impl Segments {
                         ),
                     ));
                 }
-                let created = space.profiles_created();
-                let mut ids: Vec<u32> = Vec::new();
-                for b in &out.batches {
-                    let col = cast(b.column(0), &DataType::Int64)?;
-                    let col = col.as_primitive::<Int64Type>();
-                    for i in 0..col.len() {
-                        if col.is_null(i) {
-                            continue;
-                        }
-                        let v = col.value(i);
-                        let id = u64::try_from(v)
-                            .ok()
-                            .filter(|id| *id < created)
-                            .and_then(|id| u32::try_from(space.current(id)).ok())
-                            .ok_or_else(|| {
-                                not_ids(
-                                    &def.name,
-                                    &format!(
-                                        "returns {v}, which is not a profile id of {}",
-                                        def.space
-                                    ),
-                                )
-                            })?;
-                        ids.push(id);
-                    }
-                }
-                ids.sort_unstable();
-                ids.dedup();
-                let mut b = RoaringBitmap::from_sorted_iter(ids).unwrap_or_default();
-                b.optimize();
-                Ok(b)
+                ids_of(space, def, &out.batches)
             }
         }
+    }
+
+    /// The size of a set expression over segments of `space`, counted
+    /// block by block on bitsets without building the result
+    /// ([`dense`]).
+    pub fn count(&self, space: &Space, e: &SetExpr) -> Result<u64> {
+        let d = self.dense(space, e)?;
+        let universe = if d.needs_universe() {
+            let key = mapped_for(space);
+            let mut u = self.universe.lock();
+            match &*u {
+                Some((seen, bits)) if *seen == key => Arc::clone(bits),
+                _ => {
+                    let bits = Arc::new(dense::Bits::of(&space.live_profiles()));
+                    *u = Some((key, Arc::clone(&bits)));
+                    bits
+                }
+            }
+        } else {
+            Arc::new(dense::Bits::default())
+        };
+        Ok(d.count(&universe))
+    }
+
+    fn dense(&self, space: &Space, e: &SetExpr) -> Result<dense::Dense> {
+        use dense::Dense as D;
+        let pair = |a: &SetExpr, b: &SetExpr| -> Result<(Box<D>, Box<D>)> {
+            Ok((
+                Box::new(self.dense(space, a)?),
+                Box::new(self.dense(space, b)?),
+            ))
+        };
+        Ok(match e {
+            SetExpr::Name(n) => D::Set(self.get(n).ok_or_else(|| undefined(n))?.bits(space)),
+            SetExpr::And(a, b) => match (&**a, &**b) {
+                (x, SetExpr::Not(y)) | (SetExpr::Not(y), x) => {
+                    let (x, y) = pair(x, y)?;
+                    D::AndNot(x, y)
+                }
+                _ => {
+                    let (x, y) = pair(a, b)?;
+                    D::And(x, y)
+                }
+            },
+            SetExpr::Or(a, b) => {
+                let (x, y) = pair(a, b)?;
+                D::Or(x, y)
+            }
+            SetExpr::Not(a) => D::Not(Box::new(self.dense(space, a)?)),
+        })
     }
 
     /// The members of a set expression over segments of `space`, from
@@ -571,27 +694,78 @@ impl Segments {
         name: &str,
     ) -> Result<Arc<Segment>> {
         let _changing = self.changing.lock().await;
-        self.refresh_locked(engine, spaces, name).await
+        self.refresh_locked(engine, spaces, name, false).await
     }
 
+    /// Recomputes segment `name`: from the rows appended since its
+    /// version when `incremental` allows and its definition does
+    /// ([`incremental`]), else in full.
     async fn refresh_locked(
         &self,
         engine: &SqlEngine,
         spaces: &Spaces,
         name: &str,
+        incremental: bool,
     ) -> Result<Arc<Segment>> {
         let (seg, space) = self.with_space(spaces, name)?;
         let body = crate::segments::expr::reparse_body(&seg.def)?;
         let started = Instant::now();
-        let writes = space.writes_committed();
+        if let (true, SegmentBody::Query(q)) = (incremental, &body)
+            && let Some(updated) = self
+                .refresh_incrementally(engine, &space, &seg, q, started)
+                .await?
+        {
+            return Ok(updated);
+        }
+        let writes = Seen::now(&space);
         let members = self.compute(engine, &space, &seg.def, &body).await?;
         let version = Version::next(Some(&seg.latest), members, started.elapsed(), writes);
         store::publish(engine, &space, name, &version, None)?;
-        let updated = Arc::new(Segment::new(seg.def.clone(), version));
-        self.segments
-            .write()
-            .insert(name.to_string(), Arc::clone(&updated));
+        let updated = Arc::new(Segment::computed(seg.def.clone(), version, seg.reads_clock));
+        self.install(Arc::clone(&updated));
         Ok(updated)
+    }
+
+    /// The new version of `seg` from the rows appended since its latest,
+    /// or `None` when those rows are not all known or the definition does
+    /// not allow it.
+    async fn refresh_incrementally(
+        &self,
+        engine: &SqlEngine,
+        space: &Arc<Space>,
+        seg: &Segment,
+        q: &tessera_sql::datafusion::sql::sqlparser::ast::Query,
+        started: Instant,
+    ) -> Result<Option<Arc<Segment>>> {
+        let seen = seg.latest.writes_seen;
+        let Some((upto, appended)) = space.appended().since(seen.epoch, seen.writes) else {
+            return Ok(None);
+        };
+        let Some(plan) = incremental::row_plan(engine, space, q).await else {
+            return Ok(None);
+        };
+        let rows = incremental::rows_for(&plan, &appended);
+        // Should the plan not run over the kept rows, a full run still can.
+        let Ok(out) = incremental::run_over(engine, &plan, rows).await else {
+            return Ok(None);
+        };
+        let mut members = as_current(space, &seg.latest.members);
+        members |= ids_of(space, &seg.def, &out)?;
+        members.optimize();
+        let writes = Seen {
+            writes: upto,
+            ..seen
+        };
+        let version = Version::next(Some(&seg.latest), members, started.elapsed(), writes);
+        store::publish(engine, space, &seg.def.name, &version, None)?;
+        let updated = Arc::new(Segment {
+            kind: Some(RefreshKind::Incremental),
+            full_at: seg.full_at,
+            reads_clock: plan.reads_clock,
+            ..Segment::new(seg.def.clone(), version)
+        });
+        self.install(Arc::clone(&updated));
+        Ok(Some(updated))
     }
 
     /// `names`, dependencies first.
@@ -631,47 +805,110 @@ impl Segments {
         let names: Vec<String> = self.all().iter().map(|s| s.def.name.clone()).collect();
         let mut out = Vec::new();
         for n in self.in_dependency_order(&names) {
-            out.push(self.refresh_locked(engine, spaces, &n).await?);
+            out.push(self.refresh_locked(engine, spaces, &n, false).await?);
         }
         Ok(out)
     }
 
     /// Refreshes the `ON COMMIT` segments of the spaces written since their
-    /// last refresh, and the `EVERY` segments that are due, in dependency
-    /// order. Called after each statement.
+    /// last refresh, in dependency order, incrementally where they allow.
+    /// Called after each statement.
     pub async fn refresh_due(&self, engine: &SqlEngine, spaces: &Spaces) -> Result<()> {
         let due = self.due(spaces);
-        if due.is_empty() {
-            return Ok(());
+        if !due.is_empty() {
+            let _changing = self.changing.lock().await;
+            for n in self.in_dependency_order(&due) {
+                self.refresh_locked(engine, spaces, &n, true).await?;
+            }
         }
-        let _changing = self.changing.lock().await;
-        for n in self.in_dependency_order(&due) {
-            self.refresh_locked(engine, spaces, &n).await?;
-        }
+        self.keep_appends(spaces);
         Ok(())
     }
 
-    /// The segments that want refreshing now: `ON COMMIT` ones whose space
-    /// committed writes after their latest version, `EVERY` ones whose
-    /// interval has passed.
+    /// The `ON COMMIT` segments whose space committed writes after their
+    /// latest version.
     pub fn due(&self, spaces: &Spaces) -> Vec<String> {
         self.all()
             .iter()
             .filter(|s| {
-                let Some(space) = spaces.get(&s.def.space) else {
-                    return false;
-                };
-                match s.def.policy() {
-                    RefreshPolicy::OnCommit => space.writes_committed() > s.latest.writes_seen,
-                    RefreshPolicy::Every(_) => s
-                        .def
-                        .every_seconds
-                        .is_some_and(|secs| s.refreshed.elapsed() >= Duration::from_secs(secs)),
-                    RefreshPolicy::Manual => false,
-                }
+                s.def.policy() == RefreshPolicy::OnCommit
+                    && spaces
+                        .get(&s.def.space)
+                        .is_some_and(|space| s.latest.writes_seen.behind(&space))
             })
             .map(|s| s.def.name.clone())
             .collect()
+    }
+
+    /// Tells each space whether to keep the rows its writes append (while
+    /// an `ON COMMIT` query segment may be refreshed from them), and to
+    /// forget those every such segment has seen.
+    pub fn keep_appends(&self, spaces: &Spaces) {
+        let all = self.all();
+        for space in spaces.all() {
+            let readers: Vec<&Arc<Segment>> = all
+                .iter()
+                .filter(|s| s.def.policy() == RefreshPolicy::OnCommit && !s.def.is_set)
+                .filter(|s| {
+                    spaces
+                        .get(&s.def.space)
+                        .is_some_and(|x| Arc::ptr_eq(&x, &space))
+                })
+                .collect();
+            let recent = space.appended();
+            if readers.is_empty() {
+                if recent.wanted() {
+                    recent.set_wanted(false);
+                }
+                continue;
+            }
+            recent.set_wanted(true);
+            let seen = readers
+                .iter()
+                .filter(|s| s.latest.writes_seen.epoch == recent.epoch())
+                .map(|s| s.latest.writes_seen.writes)
+                .min();
+            if let Some(seen) = seen {
+                recent.forget_through(seen);
+            }
+        }
+    }
+
+    /// When the scheduler has work next (microseconds since the Unix
+    /// epoch), if ever.
+    pub fn next_scheduled(&self) -> Option<i64> {
+        self.all().iter().filter_map(|s| s.next_scheduled()).min()
+    }
+
+    /// Refreshes, in full and in dependency order, the segments whose
+    /// scheduled time ([`Segment::next_scheduled`]) has come. A failure is
+    /// kept in the segment's `last_error` and the others still refresh;
+    /// returns how many were refreshed and how many failed.
+    pub async fn refresh_scheduled(&self, engine: &SqlEngine, spaces: &Spaces) -> (usize, usize) {
+        let now = crate::identity::graph::now_micros();
+        let due: Vec<String> = self
+            .all()
+            .iter()
+            .filter(|s| s.next_scheduled().is_some_and(|at| at <= now))
+            .map(|s| s.def.name.clone())
+            .collect();
+        if due.is_empty() {
+            return (0, 0);
+        }
+        let _changing = self.changing.lock().await;
+        let (mut done, mut failed) = (0, 0);
+        for n in self.in_dependency_order(&due) {
+            match self.refresh_locked(engine, spaces, &n, false).await {
+                Ok(_) => done += 1,
+                Err(e) => {
+                    failed += 1;
+                    if let Some(s) = self.get(&n) {
+                        *s.last_error.lock() = Some(e.to_string());
+                    }
+                }
+            }
+        }
+        (done, failed)
     }
 
     /// `DROP SEGMENT`: refused while other segments are sets of it.
@@ -704,6 +941,7 @@ impl Segments {
         }
         engine.set_extension(&format!("{KEY_PREFIX}{name}"), None)?;
         self.segments.write().remove(name);
+        self.scheduler.poke();
         if let Some(space) = spaces.get(&seg.def.space) {
             store::forget(engine, &space, name)?;
         }
@@ -715,6 +953,39 @@ impl Segments {
         let (_, space) = self.with_space(spaces, name)?;
         store::history(space.store(), &space, name)
     }
+}
+
+/// The profile ids in the first column of a definition's output, as the
+/// profiles they are now.
+fn ids_of(space: &Space, def: &SegmentDef, batches: &[RecordBatch]) -> Result<RoaringBitmap> {
+    let created = space.profiles_created();
+    let mut ids: Vec<u32> = Vec::new();
+    for b in batches {
+        let col = cast(b.column(0), &DataType::Int64)?;
+        let col = col.as_primitive::<Int64Type>();
+        for i in 0..col.len() {
+            if col.is_null(i) {
+                continue;
+            }
+            let v = col.value(i);
+            let id = u64::try_from(v)
+                .ok()
+                .filter(|id| *id < created)
+                .and_then(|id| u32::try_from(space.current(id)).ok())
+                .ok_or_else(|| {
+                    not_ids(
+                        &def.name,
+                        &format!("returns {v}, which is not a profile id of {}", def.space),
+                    )
+                })?;
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let mut b = RoaringBitmap::from_sorted_iter(ids).unwrap_or_default();
+    b.optimize();
+    Ok(b)
 }
 
 fn not_ids(segment: &str, what: &str) -> EngineError {

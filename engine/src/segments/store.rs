@@ -44,7 +44,32 @@ pub struct Version {
     /// The members, as profile ids then current.
     pub members: Arc<RoaringBitmap>,
     /// The space's committed writes when it was computed (for `ON COMMIT`).
-    pub writes_seen: u64,
+    pub writes_seen: Seen,
+}
+
+/// Which write statements of which space object a version has seen (see
+/// [`crate::appended::Recent`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// The space object's count ([`crate::appended::Recent::epoch`]).
+    pub epoch: u64,
+    /// Its write statements.
+    pub writes: u64,
+}
+
+impl Seen {
+    /// What `space` has committed now.
+    pub fn now(space: &Space) -> Self {
+        Self {
+            epoch: space.appended().epoch(),
+            writes: space.writes_committed(),
+        }
+    }
+
+    /// Whether `space` committed writes this has not seen.
+    pub fn behind(&self, space: &Space) -> bool {
+        *self != Self::now(space)
+    }
 }
 
 impl Version {
@@ -55,7 +80,7 @@ impl Version {
             refreshed_at: 0,
             seconds: 0.0,
             members: Arc::new(RoaringBitmap::new()),
-            writes_seen: 0,
+            writes_seen: Seen::default(),
         }
     }
 
@@ -64,7 +89,7 @@ impl Version {
         previous: Option<&Version>,
         members: RoaringBitmap,
         took: Duration,
-        writes_seen: u64,
+        writes_seen: Seen,
     ) -> Self {
         Self {
             number: previous.map_or(1, |p| p.number + 1),
@@ -231,7 +256,7 @@ fn read(store: &Store, space: &Space, only: Option<&str>) -> Result<Vec<(String,
                         refreshed_at: at.value(i),
                         seconds: secs.value(i),
                         members: Arc::new(bitmap),
-                        writes_seen: 0,
+                        writes_seen: Seen::default(),
                     },
                 ));
             }
@@ -319,7 +344,7 @@ pub fn scrub(
                     refreshed_at: at.value(i),
                     seconds: secs.value(i),
                     members: Arc::new(bitmap - ids),
-                    writes_seen: 0,
+                    writes_seen: Seen::default(),
                 };
                 m.append(&t, row(names.value(i), &v)?);
             }

@@ -109,6 +109,17 @@ fn random_predicate(rng: &mut StdRng, depth: u32) -> Predicate {
                     .map(|_| random_value(rng, col))
                     .collect(),
             },
+            // A set of ids over an integer column, dense or sparse, some
+            // outside the column's values.
+            _ if matches!(col, "id" | "amount") && rng.random_bool(0.5) => {
+                let n = [3usize, 300, 3000][rng.random_range(0..3)];
+                let ids: roaring::RoaringBitmap =
+                    (0..n).map(|_| rng.random_range(0..6000u32)).collect();
+                Predicate::InSet {
+                    column: col.into(),
+                    set: tessera_storage::IdSet::new(Arc::new(ids)),
+                }
+            }
             _ if rng.random_bool(0.5) => Predicate::IsNull(col.into()),
             _ => Predicate::IsNotNull(col.into()),
         };
@@ -164,6 +175,10 @@ fn eval(p: &Predicate, row: &HashMap<String, Value>) -> Option<bool> {
             }
             if unknown { None } else { Some(false) }
         }
+        Predicate::InSet { column, set } => match &row[column] {
+            Value::Int(v) => Some(u32::try_from(*v).is_ok_and(|v| set.ids().contains(v))),
+            _ => None,
+        },
         Predicate::IsNull(c) => Some(row[c].is_null()),
         Predicate::IsNotNull(c) => Some(!row[c].is_null()),
         Predicate::And(ps) => {

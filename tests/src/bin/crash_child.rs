@@ -3,6 +3,10 @@
 //! argument on, checkpointing and compacting now and then, and prints
 //! `ack <n>` after each append returns. A third argument is the hex key of
 //! an encrypted database. The parent kills it with SIGKILL.
+//!
+//! `crash-child DIR segments N`: the same through the engine: a profile
+//! space with two `ON COMMIT` segments (one refreshed incrementally, one
+//! in full), and INSERT statements of 20 orders from statement N on.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -15,6 +19,9 @@ use tessera_tests::{log_batch, log_schema};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dir = &args[1];
+    if args[2] == "segments" {
+        segments(dir, args[3].parse().unwrap());
+    }
     let mut next: i64 = args[2].parse().unwrap();
     let opts = Options {
         flush_threshold_batches: 7,
@@ -41,6 +48,55 @@ fn main() {
         }
         if next % 29 == 0 {
             store.compact().unwrap();
+        }
+        next += 1;
+    }
+}
+
+/// Orders of statement `n`: 20 rows, some of guests whose e-mail later
+/// merges them with a customer.
+fn orders_sql(n: i64) -> String {
+    let rows: Vec<String> = (0..20)
+        .map(|i| {
+            let id = n * 20 + i;
+            let (customer, email) = if id % 9 == 0 {
+                ("NULL".to_string(), format!("'g{}@y.fr'", id % 40))
+            } else if id % 9 == 1 {
+                (((id % 40) + 1).to_string(), format!("'g{}@y.fr'", id % 40))
+            } else {
+                (((id * 7) % 300 + 1).to_string(), "NULL".to_string())
+            };
+            format!("({id}, {customer}, {email}, {})", (id * 13) % 100)
+        })
+        .collect();
+    format!("INSERT INTO orders VALUES {}", rows.join(", "))
+}
+
+fn segments(dir: &str, mut next: i64) -> ! {
+    let db = tessera_engine::Database::open(dir).unwrap();
+    if db.sql("SELECT count(*) FROM segments").is_err() {
+        db.execute(
+            "CREATE TABLE crm (customer_id BIGINT NOT NULL, email TEXT);
+             CREATE TABLE orders (order_id BIGINT NOT NULL, customer_id BIGINT, email TEXT, amount BIGINT);
+             INSERT INTO crm SELECT value, 'c' || value || '@x.fr' FROM generate_series(1, 300) AS t(value);
+             UNIFY people FROM crm (customer_id, email), orders (customer_id, email);
+             CREATE SEGMENT big ON people REFRESH ON COMMIT
+               AS SELECT profile_id FROM orders WHERE amount > 50;
+             CREATE SEGMENT regular ON people REFRESH ON COMMIT
+               AS SELECT profile_id FROM orders GROUP BY profile_id HAVING count(*) >= 3",
+        )
+        .unwrap();
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(out, "ready").unwrap();
+    out.flush().unwrap();
+    loop {
+        db.sql(&orders_sql(next)).unwrap();
+        writeln!(out, "ack {next}").unwrap();
+        out.flush().unwrap();
+        if next % 7 == 0 {
+            db.flush().unwrap();
         }
         next += 1;
     }
