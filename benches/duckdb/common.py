@@ -49,3 +49,23 @@ def size(path):
     if os.path.isfile(path):
         return os.path.getsize(path)
     return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+
+
+def reset_peak_rss():
+    """Starts a new high-water mark of this process's resident memory
+    (Linux: writing 5 to /proc/self/clear_refs resets VmHWM), as
+    `tessera bench` does before each step."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib():
+    """This process's resident-memory high-water mark since the last reset, in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None

@@ -10,6 +10,7 @@
 #   run.sh encryption DIR [...] what encryption at rest costs each engine (encryption_compare.py)
 #   run.sh segment DIR       SEGMENT's bench work over its exported data (segment_compare.py)
 #   run.sh workload REPORT.json --tessera BIN   tessera bench's workload on DuckDB and chDB (../workload/compare.py)
+#   run.sh plot OUT.png REPORT-compare.json...   time against scale from several such runs (../workload/plot.py)
 # Installs DuckDB's Python package (with pyarrow, and chDB) into ./.venv on first use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -27,6 +28,9 @@ case "${1:-}" in
   workload)
     shift
     exec "$venv/bin/python" "$root/benches/workload/compare.py" "$@" ;;
+  plot)
+    shift
+    exec "$venv/bin/python" "$root/benches/workload/plot.py" "$@" ;;
   unify | erase | consent | retention | pii | sql | segment)
     script="$1_compare.py"
     shift

@@ -1,6 +1,7 @@
 """The workload of `tessera bench` on DuckDB and chDB, beside Tessera's report.
 
     compare.py REPORT.json --tessera BIN [--db DIR] [--runs 3] [--engines duckdb,chdb]
+    compare.py REPORT.json --export DIR [--engines duckdb] [--runs 1] --no-unify --check
 
 REPORT.json is what `tessera bench --out` wrote; --db the database that run
 left (the report's `database` by default). Each engine gets the same data
@@ -19,10 +20,17 @@ twice:
           Tessera's documented UNIFY beside label propagation in DuckDB
           SQL, with precision/recall against the truth (--no-unify skips).
 
+--export DIR names a folder where those tables already are (as
+`TABLE.parquet`; the test suite writes them through the Database API), so
+no Tessera binary is needed. --check exits with status 1 when an engine's
+answer differs from Tessera's (the smoke test's check).
+
 Queries are duckdb/*.sql and clickhouse/*.sql. Each: one warm-up, then the
-median of R runs, in a persistent database. Prints a table (Tessera, each
-engine, ratios, same answer) and writes REPORT-compare.json beside the
-report.
+median of R runs, in a persistent database. Peak RSS is this process's
+high-water mark during the step (reset before it, as `tessera bench`
+does; the engines run in this process one after the other). Prints a
+table (Tessera, each engine, ratios, same answer, peaks) and writes
+REPORT-compare.json beside the report.
 """
 
 import argparse
@@ -38,7 +46,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "duckdb"))
-from common import size, tessera  # noqa: E402  (the comparison scripts' shared helpers)
+from common import peak_rss_mib, reset_peak_rss, size, tessera  # noqa: E402  (shared helpers)
 SOURCES = ["crm_contacts", "orders", "web_events", "support_tickets", "consents"]
 QUERIES = [
     ("rfm", "01_rfm.sql"),
@@ -130,19 +138,23 @@ ENGINES = {"duckdb": DuckDB, "chdb": ChDB}
 
 
 def load(engine_cls, data, fmt, path):
-    """Loads the generated files of one format: (seconds, bytes on disk)."""
+    """Loads the generated files of one format: (seconds, bytes on disk,
+    peak RSS in MiB)."""
+    reset_peak_rss()
     e = engine_cls(path)
     t = time.perf_counter()
     for s in SOURCES:
         e.create(s, os.path.join(data, f"{s}.{fmt}"), fmt)
     e.finish_load()
     secs = time.perf_counter() - t
+    peak = peak_rss_mib()
     e.close()
-    return secs, size(path)
+    return secs, size(path), peak
 
 
 def queries(engine_cls, work, export, runs, tmeasure):
-    """Runs the ten queries on the exported tables: {step: (seconds, answer, same)}."""
+    """Runs the ten queries on the exported tables:
+    {step: (seconds, answer, same, peak RSS in MiB)}."""
     e = engine_cls(os.path.join(work, f"queries-{engine_cls.name}"))
     for t in SOURCES + ["customers_identifiers"]:
         e.create(t, os.path.join(export, t + ".parquet"), "parquet")
@@ -155,6 +167,7 @@ def queries(engine_cls, work, export, runs, tmeasure):
     for name, file in QUERIES:
         template = read(e.dir, file)
         sql = template.replace("{email}", email.replace("'", "''"))
+        reset_peak_rss()
         res, cols = e.run(sql)
         times = []
         for _ in range(runs):
@@ -165,7 +178,7 @@ def queries(engine_cls, work, export, runs, tmeasure):
         if "{email}" in template:
             mine = f"{email}: {mine}"
         theirs = tmeasure[f"query:{name}"]["answer"]
-        out[f"query:{name}"] = (statistics.median(times), mine, same(mine, theirs))
+        out[f"query:{name}"] = (statistics.median(times), mine, same(mine, theirs), peak_rss_mib())
     e.close()
     return out
 
@@ -211,7 +224,10 @@ def unify(data, binary):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("report")
-    ap.add_argument("--tessera", required=True)
+    ap.add_argument("--tessera")
+    ap.add_argument("--export", help="a folder holding the tables as Parquet already")
+    ap.add_argument("--check", action="store_true",
+                    help="exit with status 1 when an answer differs from Tessera's")
     ap.add_argument("--db")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--engines", default="duckdb,chdb")
@@ -225,42 +241,54 @@ def main():
     tmeasure = {m["name"]: m for m in report["measures"]}
     work = tempfile.mkdtemp(prefix="workload-compare-")
     try:
-        export = os.path.join(work, "export")
-        os.makedirs(export)
-        for t in SOURCES + ["customers_identifiers"]:
-            tessera(args.tessera, db,
-                    f"COPY {t} TO '{os.path.join(export, t + '.parquet')}' WITH (FORMAT parquet)")
+        export = args.export
+        if export is None:
+            if args.tessera is None:
+                ap.error("give --tessera BIN, or --export DIR")
+            export = os.path.join(work, "export")
+            os.makedirs(export)
+            for t in SOURCES + ["customers_identifiers"]:
+                tessera(args.tessera, db,
+                        f"COPY {t} TO '{os.path.join(export, t + '.parquet')}' WITH (FORMAT parquet)")
         results = {}
         for cls in engines:
             r = {}
             for fmt in ("csv", "parquet"):
-                secs, disk = load(cls, report["data"], fmt, os.path.join(work, f"load-{cls.name}-{fmt}"))
-                r[f"load_{fmt}"] = (secs, f"{disk / 1e6:.1f} MB on disk", None)
+                secs, disk, peak = load(cls, report["data"], fmt,
+                                        os.path.join(work, f"load-{cls.name}-{fmt}"))
+                r[f"load_{fmt}"] = (secs, f"{disk / 1e6:.1f} MB on disk", None, peak)
             r.update(queries(cls, work, export, args.runs, tmeasure))
             results[cls.name] = r
         steps = ["load_csv", "load_parquet"] + [f"query:{n}" for n, _ in QUERIES]
-        head = f"{'step':<30} {'Tessera':>9}"
+        head = f"{'step':<30} {'Tessera':>9} {'peak':>7}"
         for cls in engines:
-            head += f" {cls.name:>9} {'ratio':>14} same"
+            head += f" {cls.name:>9} {'ratio':>14} same {'peak':>7}"
         print(head)
         out = {"persons": report["persons"], "versions": {}, "rows": []}
         for cls in engines:
             out["versions"][cls.name] = __import__(cls.name).__version__
         for step in steps:
             t = tmeasure[step]["seconds"]
-            line = f"{step:<30} {t:>8.3f}s"
-            row = {"step": step, "tessera_s": t}
+            tpeak = (tmeasure[step].get("peak_rss_bytes") or 0) / 2**20
+            line = f"{step:<30} {t:>8.3f}s {tpeak:>6.0f}M"
+            row = {"step": step, "tessera_s": t, "tessera_peak_rss_mib": tpeak or None}
             for cls in engines:
-                d, mine, ok = results[cls.name][step]
+                d, mine, ok, peak = results[cls.name][step]
                 ratio = f"{t / d:.2f}x slower" if t >= d else f"{d / t:.2f}x faster"
-                line += f" {d:>8.3f}s {ratio:>14} {'' if ok is None else ('yes ' if ok else 'NO  ')}"
-                row[cls.name] = {"seconds": d, "tessera_ratio": t / d, "same_answer": ok, "answer": mine}
+                line += (f" {d:>8.3f}s {ratio:>14} {'    ' if ok is None else ('yes ' if ok else 'NO  ')}"
+                         f" {peak or 0:>6.0f}M")
+                row[cls.name] = {"seconds": d, "tessera_ratio": t / d, "same_answer": ok, "answer": mine,
+                                 "peak_rss_mib": peak}
             print(line)
             for cls in engines:
-                d, mine, ok = results[cls.name][step]
+                d, mine, ok, _ = results[cls.name][step]
                 if ok is False:
                     print(f"    {cls.name}: {mine}\n    tessera: {tmeasure[step]['answer']}")
             out["rows"].append(row)
+        if args.check and any(row[c.name]["same_answer"] is False
+                              for row in out["rows"] for c in engines):
+            print("answers differ")
+            sys.exit(1)
         if "duckdb" in [c.name for c in engines] and not args.no_unify:
             out["unify"] = unify(report["data"], args.tessera)
         dest = os.path.splitext(args.report)[0] + "-compare.json"

@@ -168,6 +168,10 @@ enum Command {
         /// the engines are installed into benches' own virtual environment.
         #[arg(long, value_delimiter = ',', value_parser = ["duckdb", "clickhouse"])]
         compare: Vec<String>,
+        /// Skip the last step, streaming a large result to psql over the
+        /// wire.
+        #[arg(long)]
+        no_stream: bool,
     },
     /// Create a database of sample customer data and query it.
     Demo {
@@ -393,6 +397,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             runs,
             out: json,
             compare,
+            no_stream,
         } => {
             let key = keys::resolve(key_file).map_err(|e| {
                 eprintln!("{}", print::error(&e));
@@ -405,6 +410,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 data,
                 runs,
                 key,
+                stream: !no_stream,
             };
             let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let mut progress = |name: &str, done: usize, total: usize| {

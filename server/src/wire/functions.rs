@@ -28,19 +28,30 @@ pub fn version_string() -> String {
 
 /// The roles `pg_roles` lists.
 #[derive(Debug, Clone)]
+/// The roles pg_catalog shows. It lives in the database's own session,
+/// so it holds the database weakly: a strong handle there would keep the
+/// database open (and its directory locked) after its last user closed it.
 struct RoleCatalog {
-    roles: super::roles::Roles,
+    db: tessera_engine::WeakDatabase,
+}
+
+impl RoleCatalog {
+    fn roles(&self) -> Option<super::roles::Roles> {
+        self.db.upgrade().map(|db| super::roles::Roles::new(&db))
+    }
 }
 
 #[async_trait::async_trait]
 impl datafusion_pg_catalog::pg_catalog::context::PgCatalogContextProvider for RoleCatalog {
     async fn roles(&self) -> Vec<String> {
-        self.roles.all().into_iter().map(|r| r.name).collect()
+        self.roles()
+            .map(|roles| roles.all().into_iter().map(|r| r.name).collect())
+            .unwrap_or_default()
     }
 
     async fn role(&self, name: &str) -> Option<datafusion_pg_catalog::pg_catalog::context::Role> {
         use datafusion_pg_catalog::pg_catalog::context::Role;
-        let r = self.roles.get(name)?;
+        let r = self.roles()?.get(name)?;
         Some(Role {
             name: r.name,
             is_superuser: r.superuser,
@@ -75,9 +86,7 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
     datafusion_pg_catalog::setup_pg_catalog(
         ctx,
         tessera_sql::CATALOG,
-        RoleCatalog {
-            roles: super::roles::Roles::new(db),
-        },
+        RoleCatalog { db: db.downgrade() },
     )
     .map_err(|e| WireError::Internal(format!("cannot set up pg_catalog: {e}")))?;
 

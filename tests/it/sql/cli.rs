@@ -166,6 +166,7 @@ fn the_bench_runs_the_whole_workload_and_reports_every_step() {
         data: None,
         runs: 1,
         key: None,
+        stream: true,
     };
     let mut seen = Vec::new();
     let report = bench::run(&opts, &mut |name: &str, done: usize, total: usize| {
@@ -285,4 +286,73 @@ fn the_bench_runs_the_whole_workload_and_reports_every_step() {
     assert_eq!(answers(&encrypted), answers(&report));
     let current = std::fs::read(enc.path().join("db").join("CURRENT")).unwrap();
     assert!(current.starts_with(b"TSRENC01"));
+
+    // A wrong answer fast is a failure: DuckDB answers the ten queries over
+    // the rows a run left (exported through the Database API), and the
+    // comparison script fails if one answer differs from Tessera's. (A run
+    // without the wire step: a database served in-process stays open.)
+    let plain = tempfile::tempdir().unwrap();
+    let again = bench::run(
+        &bench::BenchOptions {
+            work: plain.path().to_path_buf(),
+            data: Some(std::path::PathBuf::from(&report.data)),
+            stream: false,
+            ..opts
+        },
+        &mut |_: &str, _: usize, _: usize| {},
+    )
+    .unwrap();
+    let export = plain.path().join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    {
+        let db = Database::open(plain.path().join("db")).unwrap();
+        for t in [
+            "crm_contacts",
+            "orders",
+            "web_events",
+            "support_tickets",
+            "consents",
+            "customers_identifiers",
+        ] {
+            let file = export.join(format!("{t}.parquet"));
+            db.sql(&format!(
+                "COPY {t} TO '{}' WITH (FORMAT parquet)",
+                file.display()
+            ))
+            .unwrap();
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let install = std::process::Command::new("bash")
+        .arg(root.join("tests/python/run.sh"))
+        .arg("install")
+        .status()
+        .unwrap();
+    assert!(install.success(), "the Python environment installs");
+    let report_file = plain.path().join("report.json");
+    std::fs::write(&report_file, serde_json::to_vec(&again).unwrap()).unwrap();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("benches/workload/compare.py"))
+        .arg(&report_file)
+        .arg("--export")
+        .arg(&export)
+        .args([
+            "--engines",
+            "duckdb",
+            "--runs",
+            "1",
+            "--no-unify",
+            "--check",
+        ])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(printed.matches(" yes ").count(), 10, "{printed}");
 }
