@@ -119,6 +119,18 @@ impl Drop for Inner {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.privacy.wake.notify_all();
         self.segments.scheduler.close();
+        // A schema the layers above registered may hold the catalog list
+        // that holds it (pg_catalog lists every catalog): that cycle would
+        // keep the tables, and so the store and its directory lock, alive
+        // after the database closes. Emptying the catalogs breaks it.
+        let ctx = self.engine.context();
+        for name in ctx.catalog_names() {
+            if let Some(catalog) = ctx.catalog(&name) {
+                for schema in catalog.schema_names() {
+                    let _ = catalog.deregister_schema(&schema, true);
+                }
+            }
+        }
     }
 }
 
