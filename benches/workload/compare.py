@@ -2,6 +2,7 @@
 
     compare.py REPORT.json --tessera BIN [--db DIR] [--runs 3] [--engines duckdb,chdb]
     compare.py REPORT.json --export DIR [--engines duckdb] [--runs 1] --no-unify --check
+    compare.py REPORT.json --tessera BIN --postgres [--engines duckdb,chdb]
 
 REPORT.json is what `tessera bench --out` wrote; --db the database that run
 left (the report's `database` by default). Each engine gets the same data
@@ -19,6 +20,12 @@ twice:
   unify   with DuckDB, benches/duckdb/unify_compare.py on the same files:
           Tessera's documented UNIFY beside label propagation in DuckDB
           SQL, with precision/recall against the truth (--no-unify skips).
+
+--postgres adds the streaming rows: benches/wire/workload_stream.sh loads
+the same web events (exported from the Tessera database) into PostgreSQL,
+started on loopback, and psql reads them whole as the bench read them from
+Tessera (a cursor-paged SELECT, and COPY … TO STDOUT). --engines may then
+be empty.
 
 --export DIR names a folder where those tables already are (as
 `TABLE.parquet`; the test suite writes them through the Database API), so
@@ -221,11 +228,39 @@ def unify(data, binary):
             "tessera_peak_rss_mib": r["tessera"]["unify_peak_rss_mib_first"]}
 
 
+def postgres_stream(db, runs, binary, tmeasure):
+    """The streaming rows on PostgreSQL (benches/wire/workload_stream.sh):
+    {step: {tessera_s, postgres_s, rows}}, printed beside Tessera's."""
+    if "stream_select_psql" not in tmeasure:
+        print("PostgreSQL: the report has no streaming rows (the bench ran without its wire step)")
+        return None
+    script = os.path.join(HERE, "..", "wire", "workload_stream.sh")
+    out = subprocess.run(["bash", script, db, str(runs), "--tessera", binary],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"PostgreSQL streaming failed: {out.stderr[-2000:]}")
+        return None
+    rows = {}
+    for line in out.stdout.splitlines():
+        m = re.match(r"(stream_\w+): (\d+) rows, median ([\d.]+) s of \d+ \((.*)\)", line)
+        if not m:
+            continue
+        step, n, secs, version = m.group(1), int(m.group(2)), float(m.group(3)), m.group(4)
+        t = tmeasure.get(step, {}).get("seconds")
+        rows[step] = {"tessera_s": t, "postgres_s": secs, "rows": n, "postgres": version}
+        if t:
+            ratio = f"{t / secs:.2f}x slower" if t >= secs else f"{secs / t:.2f}x faster"
+            print(f"{step:<30} {t:>8.3f}s   PostgreSQL {secs:>8.3f}s {ratio:>14}  ({n} rows; {version})")
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("report")
     ap.add_argument("--tessera")
     ap.add_argument("--export", help="a folder holding the tables as Parquet already")
+    ap.add_argument("--postgres", action="store_true",
+                    help="also stream the web events from PostgreSQL, as the bench did from Tessera")
     ap.add_argument("--check", action="store_true",
                     help="exit with status 1 when an answer differs from Tessera's")
     ap.add_argument("--db")
@@ -237,7 +272,7 @@ def main():
     with open(args.report) as f:
         report = json.load(f)
     db = args.db or report["database"]
-    engines = [ENGINES[n] for n in args.engines.split(",")]
+    engines = [ENGINES[n] for n in args.engines.split(",") if n]
     tmeasure = {m["name"]: m for m in report["measures"]}
     work = tempfile.mkdtemp(prefix="workload-compare-")
     try:
@@ -289,6 +324,10 @@ def main():
                               for row in out["rows"] for c in engines):
             print("answers differ")
             sys.exit(1)
+        if args.postgres:
+            if args.tessera is None:
+                ap.error("--postgres needs --tessera BIN (to export the web events)")
+            out["stream"] = postgres_stream(db, args.runs, args.tessera, tmeasure)
         if "duckdb" in [c.name for c in engines] and not args.no_unify:
             out["unify"] = unify(report["data"], args.tessera)
         dest = os.path.splitext(args.report)[0] + "-compare.json"

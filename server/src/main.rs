@@ -162,11 +162,13 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Run the same workload on other engines after Tessera, in this run,
-        /// and print them side by side: duckdb, clickhouse (chDB), or both
-        /// (comma-separated). Needs Tessera's source tree (the queries and
-        /// the script of benches/) in the current directory, and python3;
-        /// the engines are installed into benches' own virtual environment.
-        #[arg(long, value_delimiter = ',', value_parser = ["duckdb", "clickhouse"])]
+        /// and print them side by side: duckdb, clickhouse (chDB), postgres
+        /// (the streaming rows, from a PostgreSQL server started on
+        /// loopback), comma-separated. Needs Tessera's source tree (the
+        /// queries and the scripts of benches/) in the current directory,
+        /// and python3; DuckDB and chDB are installed into benches' own
+        /// virtual environment, PostgreSQL must be installed (Debian's).
+        #[arg(long, value_delimiter = ',', value_parser = ["duckdb", "clickhouse", "postgres"])]
         compare: Vec<String>,
         /// Skip the last step, streaming a large result to psql over the
         /// wire.
@@ -500,9 +502,14 @@ fn compare_engines(
     })?;
     let names: Vec<&str> = engines
         .iter()
-        .map(|e| if e == "clickhouse" { "chdb" } else { "duckdb" })
+        .filter_map(|e| match e.as_str() {
+            "clickhouse" => Some("chdb"),
+            "duckdb" => Some("duckdb"),
+            _ => None,
+        })
         .collect();
-    println!("\nthe same workload on {}:", names.join(" and "));
+    let postgres = engines.iter().any(|e| e == "postgres");
+    println!("\nthe same workload on {}:", engines.join(" and "));
     let status = std::process::Command::new("bash")
         .arg(script)
         .arg("workload")
@@ -511,6 +518,7 @@ fn compare_engines(
         .arg(&me)
         .arg(format!("--runs={runs}"))
         .arg(format!("--engines={}", names.join(",")))
+        .args(postgres.then_some("--postgres"))
         // The script exports the tables with `tessera sql`: same key.
         .envs(key_file.map(|f| ("TESSERA_KEY_FILE", f)))
         .status()
