@@ -37,14 +37,11 @@ import duckdb
 
 from common import last_number, median_time, tessera
 
-UNIFY = """UNIFY customers
-  FROM crm_contacts (customer_id, email, phone),
-       orders (customer_id, email, phone),
-       web_events (device_id = anonymous_id, email = user_email),
-       support_tickets (email, phone),
-       consents (email)
-  WITH (phone.region = 'FR', customer_id.limit = 1, email.limit = 3);
-ALTER UNIFY customers SET CONSENT FROM consents (purpose, granted, ts);
+# UNIFY over the five sources with `consents` as the consent record, as the
+# workload of `tessera bench` sets it up, then the segment.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "workload", "tessera",
+                       "setup_unify.sql")) as _f:
+    UNIFY = _f.read() + """
 CREATE SEGMENT big ON customers AS
   SELECT profile_id FROM orders GROUP BY 1 HAVING sum(amount) > 500;"""
 

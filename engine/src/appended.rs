@@ -34,15 +34,21 @@ pub struct Appended {
 }
 
 impl Appended {
-    /// Rows appended to source `source`, if not more than
-    /// [`STATEMENT_LIMIT`] bytes.
-    pub fn new(source: usize, rows: Vec<RecordBatch>) -> Option<Self> {
-        let bytes = rows.iter().map(RecordBatch::get_array_memory_size).sum();
-        (bytes <= STATEMENT_LIMIT).then_some(Self {
+    /// No rows yet, for source `source`.
+    pub fn new(source: usize) -> Self {
+        Self {
             source,
-            rows,
-            bytes,
-        })
+            rows: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Keeps `batch`; `false` once the statement's rows pass
+    /// [`STATEMENT_LIMIT`] bytes (they are then not to be kept at all).
+    pub fn push(&mut self, batch: RecordBatch) -> bool {
+        self.bytes += batch.get_array_memory_size();
+        self.rows.push(batch);
+        self.bytes <= STATEMENT_LIMIT
     }
 }
 
@@ -155,25 +161,27 @@ impl Recent {
 mod tests {
     use super::*;
 
-    fn rows() -> Vec<RecordBatch> {
-        vec![RecordBatch::new_empty(Arc::new(
+    fn rows(source: usize) -> Option<Appended> {
+        let mut a = Appended::new(source);
+        assert!(a.push(RecordBatch::new_empty(Arc::new(
             tessera_sql::datafusion::arrow::datatypes::Schema::empty(),
-        ))]
+        ))));
+        Some(a)
     }
 
     #[test]
     fn a_gap_or_an_unwanted_statement_means_recompute() {
         let r = Recent::starting_at(1);
         // Not wanted: committed, not kept.
-        assert_eq!(r.committed(Appended::new(0, rows())), 2);
+        assert_eq!(r.committed(rows(0)), 2);
         assert!(r.since(r.epoch(), 1).is_none());
         assert_eq!(
             r.since(r.epoch(), 2).map(|(n, a)| (n, a.len())),
             Some((2, 0))
         );
         r.set_wanted(true);
-        r.committed(Appended::new(0, rows()));
-        r.committed(Appended::new(1, rows()));
+        r.committed(rows(0));
+        r.committed(rows(1));
         let (upto, got) = r.since(r.epoch(), 2).expect("kept");
         assert_eq!((upto, got.len(), got[1].source), (4, 2, 1));
         // A statement that deleted rows leaves a gap.

@@ -132,7 +132,7 @@ pub struct Space {
     /// Write statements committed to its sources since it was opened
     /// (starts at 1, so that what depends on writes is redone once after a
     /// restart), and the rows the latest of them appended.
-    writes: crate::appended::Recent,
+    recent: crate::appended::Recent,
     /// Identifiers of erased people: records carrying one are dropped.
     suppressions: crate::privacy::suppress::SharedSuppressions,
 }
@@ -163,7 +163,7 @@ impl Space {
             }),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             survivors: RwLock::new(survivors),
-            writes: crate::appended::Recent::starting_at(1),
+            recent: crate::appended::Recent::starting_at(1),
             suppressions: Default::default(),
         }
     }
@@ -210,12 +210,12 @@ impl Space {
     /// Write statements committed to the sources since the space was opened
     /// (plus one).
     pub fn writes_committed(&self) -> u64 {
-        self.writes.count()
+        self.recent.count()
     }
 
     /// The write statements committed and the rows they appended.
     pub fn appended(&self) -> &crate::appended::Recent {
-        &self.writes
+        &self.recent
     }
 
     /// When the graph last changed (a full run or a write to a source).
@@ -263,7 +263,7 @@ impl Space {
         if let Ok(p) = u32::try_from(profile) {
             self.survivors.write().erased.insert(p);
         }
-        self.writes.committed(None);
+        self.recent.committed(None);
     }
 
     /// A write that changed the graph failed: rebuild it from the log
@@ -334,7 +334,7 @@ impl Space {
         }
         s.merges += merges.len();
         drop(s);
-        self.writes.committed(appended);
+        self.recent.committed(appended);
     }
 
     /// Rewrites the graph's log as one snapshot of the graph (as many rows
@@ -492,7 +492,8 @@ impl TableHook for SourceHook {
         let token = self.space.writer_token().await;
         // Rows are kept for incremental refreshes only while wanted, and
         // only if the statement does nothing but append.
-        let keep = (kind == WriteKind::Append && self.space.writes.wanted()).then(Vec::new);
+        let keep = (kind == WriteKind::Append && self.space.recent.wanted())
+            .then(|| Appended::new(self.index));
         Ok(Box::new(SourceWrite {
             space: Arc::clone(&self.space),
             index: self.index,
@@ -504,7 +505,6 @@ impl TableHook for SourceHook {
             done: false,
             suppressed: std::collections::HashMap::new(),
             keep,
-            kept_bytes: 0,
         }))
     }
 }
@@ -523,8 +523,7 @@ struct SourceWrite {
     suppressed: std::collections::HashMap<String, u64>,
     /// The rows written, as stored, for incremental refreshes (`None`: not
     /// kept, or more than [`crate::appended::STATEMENT_LIMIT`] bytes).
-    keep: Option<Vec<RecordBatch>>,
-    kept_bytes: usize,
+    keep: Option<Appended>,
 }
 
 fn sql_error(e: EngineError) -> SqlError {
@@ -559,13 +558,10 @@ impl HookWrite for SourceWrite {
         .map_err(sql_error)?;
         // The batch keeps its own schema (profile_id is one of its columns).
         let out = RecordBatch::try_new(batch.schema(), out.columns().to_vec())?;
-        if let Some(kept) = &mut self.keep {
-            self.kept_bytes += out.get_array_memory_size();
-            if self.kept_bytes > crate::appended::STATEMENT_LIMIT {
-                self.keep = None;
-            } else {
-                kept.push(out.clone());
-            }
+        if let Some(kept) = &mut self.keep
+            && !kept.push(out.clone())
+        {
+            self.keep = None;
         }
         Ok(out)
     }
@@ -602,10 +598,7 @@ impl HookWrite for SourceWrite {
 
     fn committed(mut self: Box<Self>) {
         self.done = true;
-        let appended = self
-            .keep
-            .take()
-            .and_then(|rows| Appended::new(self.index, rows));
+        let appended = self.keep.take();
         self.space.committed(&self.merges, self.profiles, appended);
     }
 }

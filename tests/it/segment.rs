@@ -473,8 +473,6 @@ fn in_segment_is_answered_inside_the_scan() {
 /// (default 10).
 #[test]
 fn segments_survive_sigkill() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let iterations: usize = tessera_tests::env_or("TESSERA_CRASH_ITERATIONS", 50) / 5;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
@@ -482,37 +480,16 @@ fn segments_survive_sigkill() {
     let mut next = 0i64;
     let mut acked_any = 0;
     for it in 0..iterations.max(2) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crash-child"))
-            .arg(&path)
-            .arg("segments")
-            .arg(next.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        loop {
-            match rx.recv_timeout(std::time::Duration::from_secs(120)) {
-                Ok(l) if l == "ready" => break,
-                Ok(_) => {}
-                Err(e) => panic!("iteration {it}: child did not start: {e}"),
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(rng.random_range(50..600)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        reader.join().unwrap();
-        let acked: Vec<i64> = rx
-            .try_iter()
-            .filter_map(|l| l.strip_prefix("ack ").and_then(|n| n.parse().ok()))
-            .collect();
+        let args = [
+            path.as_os_str().to_owned(),
+            "segments".into(),
+            next.to_string().into(),
+        ];
+        let acked = crate::storage::crash::kill_child_after(
+            &args,
+            std::time::Duration::from_millis(rng.random_range(50..600)),
+            it,
+        );
         acked_any += acked.len();
         if let Some(last) = acked.last() {
             next = last + 1;

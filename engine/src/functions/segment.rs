@@ -269,22 +269,18 @@ impl tessera_sql::hook::MappedFilter for InSegmentFilter {
         let [Expr::Column(c), name] = call.args.as_slice() else {
             return None;
         };
-        let Expr::Literal(ScalarValue::Utf8(Some(name)) | ScalarValue::Utf8View(Some(name)), _) =
-            name
-        else {
-            return None;
-        };
+        let name = super::literal_text("in_segment", name).ok()?;
         if c.name != crate::unify::PROFILE_ID {
             return None;
         }
         // An unknown segment is left to the function, which says so.
-        let (members, space) = self.cx.members(name).ok()?;
+        let (members, space) = self.cx.members(&name).ok()?;
         if !space.spec.sources.iter().any(|s| s.table == table) {
             return None;
         }
         Some(tessera_sql::storage::Predicate::InSet {
             column: c.name.clone(),
-            set: self.set(name, members, &space),
+            set: self.set(&name, members, &space),
         })
     }
 }

@@ -298,7 +298,7 @@ fn the_bench_runs_the_whole_workload_and_reports_every_step() {
     // comparison script fails if one answer differs from Tessera's (a run
     // without the wire step, for speed).
     let plain = tempfile::tempdir().unwrap();
-    let again = bench::run(
+    let plain_report = bench::run(
         &bench::BenchOptions {
             work: plain.path().to_path_buf(),
             data: Some(std::path::PathBuf::from(&report.data)),
@@ -308,6 +308,13 @@ fn the_bench_runs_the_whole_workload_and_reports_every_step() {
         &mut |_: &str, _: usize, _: usize| {},
     )
     .unwrap();
+    assert!(
+        !plain_report
+            .measures
+            .iter()
+            .any(|m| m.name.starts_with("stream_")),
+        "a run without the wire step streams nothing"
+    );
     let export = plain.path().join("export");
     std::fs::create_dir_all(&export).unwrap();
     {
@@ -338,7 +345,7 @@ fn the_bench_runs_the_whole_workload_and_reports_every_step() {
         .unwrap();
     assert!(install.success(), "the Python environment installs");
     let report_file = plain.path().join("report.json");
-    std::fs::write(&report_file, serde_json::to_vec(&again).unwrap()).unwrap();
+    std::fs::write(&report_file, serde_json::to_vec(&plain_report).unwrap()).unwrap();
     let out = std::process::Command::new(root.join(".venv/bin/python"))
         .arg(root.join("benches/workload/compare.py"))
         .arg(&report_file)

@@ -5,10 +5,11 @@
 //!
 //! `TESSERA_CRASH_ITERATIONS` sets the number of kills (default 50).
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -38,42 +39,9 @@ fn sigkill_loop(iterations: usize, key: Option<&str>) {
     let mut acked_total = std::collections::BTreeSet::new();
     let mut next = 0i64;
     for it in 0..iterations {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crash-child"))
-            .arg(&db)
-            .arg(next.to_string())
-            .args(key)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        // Wait until the child has opened the database, then let it run.
-        let start = Instant::now();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(l) if l == "ready" => break,
-                Ok(_) => {}
-                Err(e) => panic!("iteration {it}: child did not start: {e}"),
-            }
-            assert!(start.elapsed() < Duration::from_secs(60));
-        }
-        std::thread::sleep(Duration::from_millis(rng.random_range(1..120)));
-        // SIGKILL: no destructor, no flush, no goodbye.
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
-        assert!(!status.success());
-        reader.join().unwrap();
-        let acked: Vec<i64> = rx
-            .try_iter()
-            .filter_map(|l| l.strip_prefix("ack ").and_then(|n| n.parse().ok()))
-            .collect();
+        let mut args = vec![db.as_os_str().to_owned(), next.to_string().into()];
+        args.extend(key.map(Into::into));
+        let acked = kill_child_after(&args, Duration::from_millis(rng.random_range(1..120)), it);
         acked_total.extend(acked.iter().copied());
 
         let store = Store::open_with(&db, options.clone(), Arc::new(OsVfs))
@@ -105,4 +73,40 @@ fn sigkill_loop(iterations: usize, key: Option<&str>) {
         "the children acknowledged work ({} batches)",
         acked_total.len()
     );
+}
+
+/// Starts `crash-child` with `args`, waits until it says `ready`, lets it
+/// work for `run`, kills it with SIGKILL (no destructor, no flush, no
+/// goodbye), and returns the numbers it acknowledged (`ack <n>` lines).
+pub(crate) fn kill_child_after(args: &[OsString], run: Duration, it: usize) -> Vec<i64> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crash-child"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    // Wait until the child has opened the database, then let it run.
+    loop {
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(l) if l == "ready" => break,
+            Ok(_) => {}
+            Err(e) => panic!("iteration {it}: child did not start: {e}"),
+        }
+    }
+    std::thread::sleep(run);
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    reader.join().unwrap();
+    rx.try_iter()
+        .filter_map(|l| l.strip_prefix("ack ").and_then(|n| n.parse().ok()))
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! The storage engine, end to end.
 
 mod corruption;
-mod crash;
+pub(crate) mod crash;
 mod erasure;
 mod faults;
 mod index_diff;

@@ -22,7 +22,7 @@ fn main() {
     if args[2] == "segments" {
         segments(dir, args[3].parse().unwrap());
     }
-    let mut next: i64 = args[2].parse().unwrap();
+    let next: i64 = args[2].parse().unwrap();
     let opts = Options {
         flush_threshold_batches: 7,
         compaction_min_small_segments: 3,
@@ -35,20 +35,28 @@ fn main() {
             .create_table("log", log_schema(), TableOptions::default())
             .unwrap();
     }
+    acknowledge_from(next, |n| {
+        store.append("log", &log_batch(n)).unwrap();
+        if n % 11 == 0 {
+            store.checkpoint().unwrap();
+        }
+        if n % 29 == 0 {
+            store.compact().unwrap();
+        }
+    })
+}
+
+/// Says `ready`, then for `next`, `next + 1`, … runs `work` and says
+/// `ack <n>` once it has returned; until killed.
+fn acknowledge_from(mut next: i64, mut work: impl FnMut(i64)) -> ! {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();
     loop {
-        store.append("log", &log_batch(next)).unwrap();
+        work(next);
         writeln!(out, "ack {next}").unwrap();
         out.flush().unwrap();
-        if next % 11 == 0 {
-            store.checkpoint().unwrap();
-        }
-        if next % 29 == 0 {
-            store.compact().unwrap();
-        }
         next += 1;
     }
 }
@@ -72,7 +80,7 @@ fn orders_sql(n: i64) -> String {
     format!("INSERT INTO orders VALUES {}", rows.join(", "))
 }
 
-fn segments(dir: &str, mut next: i64) -> ! {
+fn segments(dir: &str, next: i64) -> ! {
     let db = tessera_engine::Database::open(dir).unwrap();
     if db.sql("SELECT count(*) FROM segments").is_err() {
         db.execute(
@@ -87,17 +95,10 @@ fn segments(dir: &str, mut next: i64) -> ! {
         )
         .unwrap();
     }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    writeln!(out, "ready").unwrap();
-    out.flush().unwrap();
-    loop {
-        db.sql(&orders_sql(next)).unwrap();
-        writeln!(out, "ack {next}").unwrap();
-        out.flush().unwrap();
-        if next % 7 == 0 {
+    acknowledge_from(next, |n| {
+        db.sql(&orders_sql(n)).unwrap();
+        if n % 7 == 0 {
             db.flush().unwrap();
         }
-        next += 1;
-    }
+    })
 }
