@@ -133,6 +133,9 @@ pub fn network_runtime() -> Result<tokio::runtime::Runtime, WireError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("tessera-net")
+        // Planning a client's catalog query (psql's `\dp`: arrays of
+        // subqueries in CASEs) recurses deeper than tokio's 2 MiB allow.
+        .thread_stack_size(16 << 20)
         .enable_all()
         .build()
         .map_err(WireError::Io)

@@ -56,6 +56,230 @@ use crate::segments::Segments;
 use crate::space::Space;
 use crate::spaces::Spaces;
 
+/// What a function returns rows as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionKind {
+    /// One value per row.
+    Scalar,
+    /// One value per group.
+    Aggregate,
+    /// Rows (`SELECT * FROM f(…)`).
+    Table,
+}
+
+/// One signature of one of Tessera's functions, as a client's catalog
+/// (`pg_proc`, psql's `\df`) lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionInfo {
+    /// Its name.
+    pub name: &'static str,
+    /// Scalar, aggregate or table.
+    pub kind: FunctionKind,
+    /// Argument names and PostgreSQL type names (`pg_type.typname`).
+    pub arguments: &'static [(&'static str, &'static str)],
+    /// The result's PostgreSQL type name (`record` for a table function).
+    pub result: &'static str,
+    /// Same arguments, same result (PostgreSQL's `provolatile`: `i`), or
+    /// the same within a statement (`s`), or neither (`v`).
+    pub volatility: char,
+    /// What it does, in one line.
+    pub description: &'static str,
+}
+
+const fn info(
+    name: &'static str,
+    kind: FunctionKind,
+    arguments: &'static [(&'static str, &'static str)],
+    result: &'static str,
+    volatility: char,
+    description: &'static str,
+) -> FunctionInfo {
+    FunctionInfo {
+        name,
+        kind,
+        arguments,
+        result,
+        volatility,
+        description,
+    }
+}
+
+/// Every signature of the functions [`register`] adds (the engine's tests
+/// check that each is registered).
+pub const FUNCTIONS: &[FunctionInfo] = {
+    use FunctionKind::{Aggregate, Scalar, Table};
+    &[
+        info(
+            "unify",
+            Scalar,
+            &[("kind", "text"), ("value", "text")],
+            "int8",
+            'v',
+            "the profile an identifier resolves to (the only profile space)",
+        ),
+        info(
+            "unify",
+            Scalar,
+            &[("space", "text"), ("kind", "text"), ("value", "text")],
+            "int8",
+            'v',
+            "the profile an identifier resolves to in a profile space",
+        ),
+        info(
+            "unify_current",
+            Scalar,
+            &[("space", "text"), ("profile_id", "int8")],
+            "int8",
+            'v',
+            "the live profile a retired profile id was merged into",
+        ),
+        info(
+            "unify_explain",
+            Table,
+            &[("space", "text"), ("kind", "text"), ("value", "text")],
+            "record",
+            'v',
+            "the chain of identifiers and merges that put an identifier in its profile",
+        ),
+        info(
+            "unify_stats",
+            Table,
+            &[("space", "text")],
+            "record",
+            'v',
+            "unification quality: records, profiles, merge rate, junk values, completeness",
+        ),
+        info(
+            "most_recent",
+            Aggregate,
+            &[("value", "anyelement"), ("ts", "timestamptz")],
+            "anyelement",
+            'i',
+            "the value with the latest time",
+        ),
+        info(
+            "most_frequent",
+            Aggregate,
+            &[("value", "anyelement")],
+            "anyelement",
+            'i',
+            "the commonest value",
+        ),
+        info(
+            "first_by_priority",
+            Aggregate,
+            &[
+                ("value", "anyelement"),
+                ("source", "text"),
+                ("priority", "text"),
+            ],
+            "anyelement",
+            'i',
+            "the value from the highest-priority source",
+        ),
+        info(
+            "in_segment",
+            Scalar,
+            &[("profile_id", "int8"), ("name", "text")],
+            "bool",
+            's',
+            "whether a profile is a member of a segment",
+        ),
+        info(
+            "segment_count",
+            Scalar,
+            &[("expression", "text")],
+            "int8",
+            'v',
+            "the size of a set expression over segments",
+        ),
+        info(
+            "segment_count",
+            Scalar,
+            &[("expression", "text"), ("purpose", "text")],
+            "int8",
+            'v',
+            "the size of a set expression over segments, consenting members only",
+        ),
+        info(
+            "has_consent",
+            Scalar,
+            &[("profile_id", "int8"), ("purpose", "text")],
+            "bool",
+            'v',
+            "whether a profile's latest decision for a purpose is a grant",
+        ),
+        info(
+            "has_consent",
+            Scalar,
+            &[
+                ("profile_id", "int8"),
+                ("purpose", "text"),
+                ("space", "text"),
+            ],
+            "bool",
+            'v',
+            "whether a profile's latest decision for a purpose is a grant, in a profile space",
+        ),
+        info(
+            "segment",
+            Table,
+            &[("name", "text")],
+            "record",
+            's',
+            "a segment's members with their profile columns",
+        ),
+        info(
+            "segment",
+            Table,
+            &[("name", "text"), ("purpose", "text")],
+            "record",
+            's',
+            "a segment's members consenting to a purpose",
+        ),
+        info(
+            "segment_history",
+            Table,
+            &[("name", "text")],
+            "record",
+            's',
+            "a segment's size at every refresh",
+        ),
+        info(
+            "segment_changes",
+            Table,
+            &[("name", "text"), ("since", "int8")],
+            "record",
+            's',
+            "who entered and exited a segment since a version",
+        ),
+        info(
+            "segment_changes",
+            Table,
+            &[("name", "text"), ("since", "timestamptz")],
+            "record",
+            's',
+            "who entered and exited a segment since a time",
+        ),
+        info(
+            "segment_overlap",
+            Table,
+            &[("a", "text"), ("b", "text")],
+            "record",
+            's',
+            "the profiles only in a, in both, only in b",
+        ),
+        info(
+            "segment_sample",
+            Table,
+            &[("name", "text"), ("fraction", "float8"), ("seed", "int8")],
+            "record",
+            's',
+            "a deterministic random subset of a segment's members",
+        ),
+    ]
+};
+
 /// Registers every function of this module into `engine`'s session, and
 /// the `segments` table (unless a table of that name exists).
 pub fn register(
@@ -227,4 +451,33 @@ fn kind_index(space: &Space, kind: &str) -> DfResult<usize> {
         .spec
         .kind_index(kind)
         .map_err(crate::EngineError::into_datafusion)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FUNCTIONS, FunctionKind};
+    use tessera_sql::datafusion::execution::FunctionRegistry;
+    use tessera_sql::datafusion::logical_expr::Volatility;
+
+    #[test]
+    fn every_listed_function_is_registered_as_listed() {
+        let db = crate::Database::open_in_memory().unwrap();
+        let ctx = db.engine().context();
+        let letter = |v: Volatility| match v {
+            Volatility::Immutable => 'i',
+            Volatility::Stable => 's',
+            Volatility::Volatile => 'v',
+        };
+        for f in FUNCTIONS {
+            let volatility = match f.kind {
+                FunctionKind::Scalar => ctx.udf(f.name).unwrap().signature().volatility,
+                FunctionKind::Aggregate => ctx.udaf(f.name).unwrap().signature().volatility,
+                FunctionKind::Table => {
+                    assert!(ctx.table_function(f.name).is_ok(), "{}", f.name);
+                    continue;
+                }
+            };
+            assert_eq!(letter(volatility), f.volatility, "{}", f.name);
+        }
+    }
 }

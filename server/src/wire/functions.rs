@@ -89,6 +89,19 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
         RoleCatalog { db: db.downgrade() },
     )
     .map_err(|e| WireError::Internal(format!("cannot set up pg_catalog: {e}")))?;
+    // Tessera's OIDs, stable across restarts, over the crate's numbering.
+    let catalog = ctx
+        .catalog(tessera_sql::CATALOG)
+        .ok_or_else(|| WireError::Internal("no catalog for pg_catalog".into()))?;
+    if let Some(inner) = catalog.schema("pg_catalog") {
+        let oids = Arc::new(super::catalog::StableOids::new(db.downgrade()));
+        catalog
+            .register_schema(
+                "pg_catalog",
+                Arc::new(super::catalog::StableCatalog::new(inner, oids)),
+            )
+            .map_err(|e| WireError::Internal(format!("cannot set up pg_catalog: {e}")))?;
+    }
 
     let version = version_string();
     ctx.register_udf(create_udf(
@@ -119,6 +132,8 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
         ("obj_description", vec![DataType::Int64, DataType::Utf8]),
         ("col_description", vec![DataType::Int64, DataType::Int64]),
         ("shobj_description", vec![DataType::Int64, DataType::Utf8]),
+        // No function of Tessera's is written in SQL.
+        ("pg_get_function_sqlbody", vec![DataType::Int64]),
     ] {
         ctx.register_udf(create_udf(
             name,
@@ -488,15 +503,20 @@ impl CatalogFunction {
             Lookup::FunctionResult | Lookup::FunctionArguments | Lookup::RegType => {
                 let types: std::collections::HashMap<i64, String> = text_rows(
                     &ctx,
-                    "SELECT oid, format_type(oid, NULL) FROM pg_catalog.pg_type",
+                    "SELECT oid, format_type(oid, NULL), typname FROM pg_catalog.pg_type",
                 )
                 .await?
                 .into_iter()
-                .filter_map(|r| Some((key(&r)?, r.get(1)?.clone()?)))
+                .filter_map(|r| {
+                    // format_type does not name pseudo-types (anyelement,
+                    // record): their type name is their name.
+                    let name = r.get(1)?.clone().filter(|n| !n.starts_with("oid("));
+                    Some((key(&r)?, name.or_else(|| r.get(2)?.clone())?))
+                })
                 .collect();
                 let procs: std::collections::HashMap<i64, Vec<Option<String>>> = text_rows(
                     &ctx,
-                    "SELECT oid, proretset, prorettype, proargtypes FROM pg_catalog.pg_proc",
+                    "SELECT oid, proretset, prorettype, proargtypes, proargnames FROM pg_catalog.pg_proc",
                 )
                 .await?
                 .into_iter()
@@ -519,12 +539,26 @@ impl CatalogFunction {
                                 let ret = type_name(&field(2)?);
                                 if setof { format!("SETOF {ret}") } else { ret }
                             }
-                            _ => field(3)
-                                .unwrap_or_default()
-                                .split_whitespace()
-                                .map(type_name)
-                                .collect::<Vec<_>>()
-                                .join(", "),
+                            _ => {
+                                // PostgreSQL names the arguments that have
+                                // names: `kind text, value text`.
+                                let names = field(4).unwrap_or_default();
+                                let names: Vec<&str> = names
+                                    .trim_matches(|c| c == '{' || c == '}')
+                                    .split(',')
+                                    .filter(|n| !n.is_empty())
+                                    .collect();
+                                field(3)
+                                    .unwrap_or_default()
+                                    .split_whitespace()
+                                    .enumerate()
+                                    .map(|(i, t)| match names.get(i) {
+                                        Some(n) => format!("{n} {}", type_name(t)),
+                                        None => type_name(t),
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            }
                         })
                     })
                     .collect();

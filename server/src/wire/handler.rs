@@ -128,6 +128,7 @@ impl Parser {
                     regtype_text(&mut q);
                     catalog_scalar_subqueries(&mut q);
                     regproc_joins(&mut q);
+                    acl_texts(&mut q);
                     Statement::Sql(Box::new(q))
                 }
                 other => other,
@@ -228,6 +229,34 @@ fn regproc_joins(stmt: &mut ast::Statement) {
             } else if regproc(left) {
                 to_name(right);
             }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `array_to_string(p.proacl, E'\n')` (psql's `\df+`, `\dp`): the access
+/// lists of the catalog Tessera serves (`relacl`, `proacl`, …) are text
+/// (NULL: privileges are shown by Tessera's roles, see docs/server.md), so
+/// the list is the column itself.
+fn acl_texts(stmt: &mut ast::Statement) {
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        if let ast::Expr::Function(f) = &*e
+            && f.name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("array_to_string"))
+            && let ast::FunctionArguments::List(list) = &f.args
+            && let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(first))) =
+                list.args.first()
+            && match first {
+                ast::Expr::Identifier(column) => Some(column),
+                ast::Expr::CompoundIdentifier(parts) => parts.last(),
+                _ => None,
+            }
+            .is_some_and(|c| c.value.to_ascii_lowercase().ends_with("acl"))
+        {
+            *e = first.clone();
         }
         std::ops::ControlFlow::<()>::Continue(())
     });

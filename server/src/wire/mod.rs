@@ -25,6 +25,7 @@ use pgwire::error::{ErrorInfo, PgWireError};
 use pgwire::messages::startup::SecretKey;
 use tessera_engine::{Database, EngineError};
 
+pub mod catalog;
 pub mod encode;
 pub mod functions;
 pub mod handler;

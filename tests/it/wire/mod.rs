@@ -3,6 +3,7 @@
 //! COPY, cancel), psql, and the security checks.
 
 mod binary;
+mod catalog;
 mod load;
 mod protocol;
 mod psql;
@@ -33,7 +34,19 @@ impl TestServer {
     }
 
     pub fn with(configure: impl FnOnce(&mut ServeConfig)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
+        Self::over(tempfile::tempdir().unwrap(), configure)
+    }
+
+    /// The server stopped, its database closed, then both started again
+    /// over the same directory (on another port).
+    pub fn restart(mut self) -> TestServer {
+        self.shutdown();
+        drop(self.db.take());
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        Self::over(dir, |_| {})
+    }
+
+    fn over(dir: tempfile::TempDir, configure: impl FnOnce(&mut ServeConfig)) -> TestServer {
         let db = Database::open(dir.path().join("db")).unwrap();
         let mut config = ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -109,8 +109,31 @@ fn meta_commands_describe_the_database() {
     assert!(dt_plus.contains("orders"), "{dt_plus}");
     let d_plus = ok(&psql(&server, &["-c", "\\d+ orders"], None));
     assert!(d_plus.contains("amount"), "{d_plus}");
+    // Tessera's own functions are listed, with their arguments' names.
     let df = ok(&psql(&server, &["-c", "\\df"], None));
-    assert!(df.contains("List of functions"), "{df}");
+    for want in [
+        "| kind text, value text ",
+        "| space text, kind text, value text ",
+        "in_segment",
+        "segment_count",
+        "| value anyelement, ts timestamp with time zone ",
+        "SETOF record",
+    ] {
+        assert!(df.contains(want), "{want} missing from \\df:\n{df}");
+    }
+    let df_plus = ok(&psql(&server, &["-c", "\\df+ unify"], None));
+    assert!(df_plus.contains("volatile"), "{df_plus}");
+    // A meta-command Tessera cannot answer is an error, not a crash (psql's
+    // `\dp` once overflowed the network thread's stack).
+    let dp = psql(&server, &["-c", "\\dp"], None);
+    assert!(
+        String::from_utf8_lossy(&dp.stderr).contains("ERROR"),
+        "{dp:?}"
+    );
+    assert_eq!(
+        ok(&psql(&server, &["-A", "-t", "-c", "SELECT 42"], None)),
+        "42\n"
+    );
     // pgcli's column query names types with ::regtype::text.
     let types = ok(&psql(
         &server,
