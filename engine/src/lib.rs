@@ -215,6 +215,9 @@ impl Database {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("tessera-query")
+            // DataFusion's planner and optimizer recurse over a query's
+            // tree: deep client queries need more than tokio's 2 MiB.
+            .thread_stack_size(16 << 20)
             .build()
             .map_err(|e| {
                 EngineError::Io(std::io::Error::new(
