@@ -481,6 +481,33 @@ fn param_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
             *slot = t;
         }
     }
+    // DataFusion infers a parameter's type from what it is compared with;
+    // `$1::int` (tokio-postgres, pgjdbc) says it outright, as PostgreSQL
+    // reads it.
+    if params.iter().any(Option::is_none) {
+        use tessera_sql::datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+        use tessera_sql::datafusion::logical_expr::{Cast, Expr, TryCast};
+        let _ = plan.apply_with_subqueries(|node| {
+            node.apply_expressions(|e| {
+                e.apply(|e| {
+                    let (inner, to) = match e {
+                        Expr::Cast(Cast { expr, field })
+                        | Expr::TryCast(TryCast { expr, field }) => {
+                            (expr.as_ref(), field.data_type())
+                        }
+                        _ => return Ok(TreeNodeRecursion::Continue),
+                    };
+                    if let Expr::Placeholder(p) = inner
+                        && let Ok(i) = p.id.trim_start_matches('$').parse::<usize>()
+                        && let Some(slot @ None) = params.get_mut(i.wrapping_sub(1))
+                    {
+                        *slot = Some(to.clone());
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        });
+    }
     Ok(params)
 }
 

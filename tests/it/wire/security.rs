@@ -180,6 +180,12 @@ fn limits_and_tls_policy() {
             "1",
             "-subj",
             "/CN=localhost",
+            // rustls checks the name against the subject alternative
+            // names, and refuses a CA certificate as a server's.
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
             "-keyout",
         ])
         .arg(&key)
@@ -215,6 +221,39 @@ fn limits_and_tls_policy() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    // tokio-postgres over rustls, verifying the server's certificate.
+    runtime().block_on(async {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(&cert).unwrap())
+            .unwrap();
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+        let conninfo = format!("{} sslmode=require", server.conninfo("tessera", PASSWORD));
+        let (client, connection) = tokio_postgres::connect(&conninfo, tls).await.unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        // A parameter's type from its cast, as PostgreSQL reads it.
+        let row = client
+            .query_one(
+                "SELECT $1::int AS a, $2::bigint + 1 AS b",
+                &[&41i32, &41i64],
+            )
+            .await
+            .unwrap();
+        assert_eq!((row.get::<_, i32>(0), row.get::<_, i64>(1)), (41, 42));
+        // A client that does not trust the certificate does not connect.
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+        assert!(tokio_postgres::connect(&conninfo, tls).await.is_err());
+    });
     // A TLS configuration that cannot load stops the server from starting.
     let db = tessera_engine::Database::open_in_memory().unwrap();
     let bad = tessera_server::wire::ServeConfig {
