@@ -1,5 +1,7 @@
 """Python clients against `tessera serve`: psycopg 3 (parameters, types,
-COPY, errors), SQLAlchemy (connect, reflection with inspect()) and pandas.
+COPY, errors), SQLAlchemy (connect, reflection with inspect()), pandas, and
+pgcli (the catalog queries it sends at start-up for its completions, and
+its backslash commands).
 
 Run by the Rust test `wire::python` with the server's address in
 TESSERA_PORT and the superuser's password in TESSERA_PASSWORD; exits
@@ -108,7 +110,46 @@ def sqlalchemy_checks():
     check(df2["email"].iloc[0] == "anna@example.com", "pandas with parameters")
 
 
+def pgcli_checks():
+    from pgcli.pgexecute import PGExecute
+    from pgspecial.main import PGSpecial
+
+    e = PGExecute(
+        database="tessera", user="tessera", password=PASSWORD, host="127.0.0.1", port=PORT, dsn=""
+    )
+    # What pgcli's completion refresher runs at start-up (casing only with
+    # generate_casing_file, off by default).
+    check("public" in e.search_path(), f"search_path {e.search_path()}")
+    check("public" in list(e.schemata()), "schemata")
+    check(("public", "orders") in list(e.tables()), "tables")
+    columns = [c[:4] for c in e.table_columns() if c[1] == "orders"]
+    check(("public", "orders", "id", "bigint") in columns, f"columns {columns}")
+    check(("public", "orders", "amount", "double precision") in columns, f"columns {columns}")
+    list(e.views())
+    list(e.view_columns())
+    check("tessera" in list(e.databases()), "databases")
+    list(e.foreignkeys())
+    list(e.datatypes())
+    functions = {(f.func_name, f.arg_names, f.arg_types, f.return_type) for f in e.functions()}
+    check(("unify", ("kind", "value"), ("text", "text"), "bigint") in functions, "unify listed")
+    check(
+        ("most_recent", ("value", "ts"), ("anyelement", "timestamp with time zone"), "anyelement")
+        in functions,
+        "most_recent listed",
+    )
+    check(any(f[0] == "lower" for f in functions), "built-in functions listed")
+    # Backslash commands, through pgspecial as pgcli runs them.
+    special = PGSpecial()
+    for command, want in [("\\dt", "orders"), ("\\d orders", "amount"), ("\\df unify", "kind text")]:
+        out = []
+        for _title, cur, _headers, _status, _sql, success, _special in e.run(command, pgspecial=special):
+            check(success, command)
+            out.extend(str(row) for row in (cur or []))
+        check(any(want in row for row in out), f"{command}: {out}")
+
+
 if __name__ == "__main__":
     psycopg_checks()
     sqlalchemy_checks()
+    pgcli_checks()
     print("ok")

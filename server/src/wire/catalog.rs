@@ -35,10 +35,11 @@ use serde::{Deserialize, Serialize};
 use tessera_engine::WeakDatabase;
 use tessera_engine::functions::{FUNCTIONS, FunctionKind};
 use tessera_sql::datafusion::arrow::array::{
-    ArrayRef, AsArray, Int32Array, RecordBatch, StringArray, new_null_array,
+    ArrayRef, AsArray, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
+    new_null_array,
 };
 use tessera_sql::datafusion::arrow::compute::cast;
-use tessera_sql::datafusion::arrow::datatypes::{DataType, Int32Type, SchemaRef};
+use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use tessera_sql::datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use tessera_sql::datafusion::common::{DataFusionError, ScalarValue};
 use tessera_sql::datafusion::datasource::TableType;
@@ -187,13 +188,22 @@ impl SchemaProvider for StableCatalog {
         let lower = name.to_ascii_lowercase();
         let table = self.inner.table(name).await?;
         match (NUMBERED.iter().find(|n| **n == lower), table) {
-            (Some(which), Some(table)) => Ok(Some(Arc::new(Numbered {
-                which,
-                catalog: Arc::clone(&self.inner),
-                oids: Arc::clone(&self.oids),
-                schema: table.schema(),
-                kind: table.table_type(),
-            }))),
+            (Some(which), Some(table)) => {
+                let inner_schema = table.schema();
+                let schema = if *which == "pg_proc" {
+                    with_name_lists(&inner_schema)
+                } else {
+                    Arc::clone(&inner_schema)
+                };
+                Ok(Some(Arc::new(Numbered {
+                    which,
+                    catalog: Arc::clone(&self.inner),
+                    oids: Arc::clone(&self.oids),
+                    schema,
+                    inner_schema,
+                    kind: table.table_type(),
+                })))
+            }
             (_, table) => Ok(table),
         }
     }
@@ -209,8 +219,58 @@ struct Numbered {
     which: &'static str,
     catalog: Arc<dyn SchemaProvider>,
     oids: Arc<StableOids>,
+    /// The columns shown.
     schema: SchemaRef,
+    /// The crate's columns (`pg_proc.proargnames` is text there).
+    inner_schema: SchemaRef,
     kind: TableType,
+}
+
+/// `pg_proc`'s argument names as PostgreSQL has them, `text[]` (drivers
+/// read an array), where the crate keeps text.
+const NAME_LISTS: &str = "proargnames";
+
+fn with_name_lists(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.name() == NAME_LISTS {
+                Field::new(NAME_LISTS, DataType::new_list(DataType::Utf8, true), true)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` (of the crate's `pg_proc`) with its argument names as lists:
+/// `{kind,value}` (PostgreSQL's text form, Tessera's rows) or
+/// `['min', 'max']` (the crate's) becomes `[kind, value]`.
+fn name_lists(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let mut columns = batch.columns().to_vec();
+    let i = batch.schema().index_of(NAME_LISTS)?;
+    let texts = cast(&columns[i], &DataType::Utf8)?;
+    let mut out = ListBuilder::new(StringBuilder::new());
+    for v in texts.as_string::<i32>().iter() {
+        match v {
+            Some(v) => {
+                for name in v
+                    .trim_matches(|c| matches!(c, '{' | '}' | '[' | ']'))
+                    .split(',')
+                    .map(|n| n.trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace()))
+                    .filter(|n| !n.is_empty())
+                {
+                    out.values().append_value(name);
+                }
+                out.append(true);
+            }
+            None => out.append(false),
+        }
+    }
+    columns[i] = Arc::new(out.finish());
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 impl Numbered {
@@ -302,7 +362,7 @@ impl Numbered {
         }
         let n = FUNCTIONS.len();
         let arrays = self
-            .schema
+            .inner_schema
             .fields()
             .iter()
             .map(|field| {
@@ -325,7 +385,10 @@ impl Numbered {
                 }
             })
             .collect::<DfResult<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?)
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.inner_schema),
+            arrays,
+        )?)
     }
 }
 
@@ -442,6 +505,10 @@ impl TableProvider for Numbered {
         if self.which == "pg_proc" {
             let mut rows = rows;
             rows.push(self.functions(state).await?);
+            let rows = rows
+                .iter()
+                .map(|b| name_lists(b, &self.schema))
+                .collect::<DfResult<Vec<_>>>()?;
             return Ok(MemorySourceConfig::try_new_exec(
                 &[rows],
                 Arc::clone(&self.schema),

@@ -6,10 +6,12 @@
 use std::sync::{Arc, Weak};
 
 use tessera_engine::Database;
-use tessera_sql::datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
+use tessera_sql::datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListBuilder, StringArray, StringBuilder,
+};
 use tessera_sql::datafusion::arrow::datatypes::{DataType, Int64Type};
 use tessera_sql::datafusion::common::{DataFusionError, ScalarValue};
-use tessera_sql::datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use tessera_sql::datafusion::logical_expr::{ColumnarValue, TypeSignature, Volatility, create_udf};
 use tessera_sql::datafusion::prelude::SessionContext;
 
 use super::WireError;
@@ -171,6 +173,8 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
         ("pg_get_function_result", Lookup::FunctionResult),
         ("pg_get_function_arguments", Lookup::FunctionArguments),
         ("to_regtype", Lookup::RegType),
+        ("pg_type_names", Lookup::TypeNames),
+        ("pg_type_name", Lookup::TypeName),
     ] {
         ctx.register_udf(
             tessera_sql::datafusion::logical_expr::async_udf::AsyncScalarUDF::new(Arc::new(
@@ -179,7 +183,7 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
                     kind,
                     signature: tessera_sql::datafusion::logical_expr::Signature::uniform(
                         1,
-                        if kind == Lookup::RegType {
+                        if matches!(kind, Lookup::RegType | Lookup::TypeNames) {
                             vec![DataType::Utf8]
                         } else {
                             vec![DataType::Int32, DataType::Int64]
@@ -192,6 +196,23 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
             .into_scalar_udf(),
         );
     }
+    for positions in [true, false] {
+        ctx.register_udf(tessera_sql::datafusion::logical_expr::ScalarUDF::from(
+            ExpandArray::new(positions),
+        ));
+    }
+    // `pg_get_indexdef(index [, column, pretty])`: NULL, as PostgreSQL
+    // answers for an OID that is not an index's: Tessera's tables have no
+    // PostgreSQL indexes, and the rows `pg_index` has (PostgreSQL's own)
+    // are of relations it does not serve.
+    ctx.register_udf(tessera_sql::datafusion::logical_expr::ScalarUDF::from(
+        NoDefinition {
+            signature: tessera_sql::datafusion::logical_expr::Signature::one_of(
+                vec![TypeSignature::Any(1), TypeSignature::Any(3)],
+                Volatility::Stable,
+            ),
+        },
+    ));
     // A Tessera server is never a standby.
     ctx.register_udf(create_udf(
         "pg_is_in_recovery",
@@ -226,6 +247,10 @@ pub fn size_pretty(bytes: i64) -> String {
 
 /// Registers the functions that read or change this session's settings.
 pub fn register_session(ctx: &SessionContext, session: Weak<Session>) {
+    ctx.register_udtf(
+        "pg_session_settings",
+        Arc::new(SessionSettings(Weak::clone(&session))),
+    );
     let reader = Weak::clone(&session);
     ctx.register_udf(create_udf(
         "current_setting",
@@ -326,6 +351,263 @@ enum Lookup {
     FunctionResult,
     FunctionArguments,
     RegType,
+    /// An OID vector's type names (`proargtypes::regtype[]`).
+    TypeNames,
+    /// A type's name (`x::regtype::text`), pseudo-types included.
+    TypeName,
+}
+
+/// `pg_expand_array(v)`: the elements of an integer vector (`int2vector`
+/// text such as `1 2`, or an array) with their positions, a list of
+/// `(x, n)`; `unnest` of it is PostgreSQL's
+/// `information_schema._pg_expandarray(v)` (the client rewrite maps one to
+/// the other).
+///
+/// With `positions` false it is `pg_int_vector(v)`: the elements alone, an
+/// array of bigint (the client rewrite reads `indoption[i]`, zero-based in
+/// PostgreSQL, as `array_element(pg_int_vector(indoption), i + 1)`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExpandArray {
+    positions: bool,
+    signature: tessera_sql::datafusion::logical_expr::Signature,
+}
+
+impl ExpandArray {
+    fn new(positions: bool) -> Self {
+        ExpandArray {
+            positions,
+            signature: tessera_sql::datafusion::logical_expr::Signature::any(
+                1,
+                Volatility::Immutable,
+            ),
+        }
+    }
+
+    /// The integers of each vector (as text: "1 2", "{1,2}", "[1, 2]").
+    fn vectors(
+        args: &[ColumnarValue],
+    ) -> tessera_sql::datafusion::common::Result<Vec<Option<Vec<i64>>>> {
+        use tessera_sql::datafusion::arrow::compute::cast;
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let vectors = arrays
+            .first()
+            .ok_or_else(|| DataFusionError::Plan("an integer vector".into()))?;
+        let vectors = cast(vectors, &DataType::Utf8)?;
+        vectors
+            .as_string::<i32>()
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    v.split(|c: char| !(c.is_ascii_digit() || c == '-'))
+                        .filter(|e| !e.is_empty())
+                        .map(|x| {
+                            x.parse::<i64>().map_err(|_| {
+                                DataFusionError::Execution(format!(
+                                    "{v} is not a vector of integers"
+                                ))
+                            })
+                        })
+                        .collect()
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
+    fn element() -> DataType {
+        DataType::Struct(
+            vec![
+                tessera_sql::datafusion::arrow::datatypes::Field::new("x", DataType::Int64, true),
+                tessera_sql::datafusion::arrow::datatypes::Field::new("n", DataType::Int64, false),
+            ]
+            .into(),
+        )
+    }
+}
+
+impl tessera_sql::datafusion::logical_expr::ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        if self.positions {
+            "pg_expand_array"
+        } else {
+            "pg_int_vector"
+        }
+    }
+
+    fn signature(&self) -> &tessera_sql::datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> tessera_sql::datafusion::common::Result<DataType> {
+        Ok(if self.positions {
+            DataType::new_list(Self::element(), true)
+        } else {
+            DataType::new_list(DataType::Int64, true)
+        })
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: tessera_sql::datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> tessera_sql::datafusion::common::Result<ColumnarValue> {
+        use tessera_sql::datafusion::arrow::array::{ArrayBuilder, Int64Builder, StructBuilder};
+        let vectors = Self::vectors(&args.args)?;
+        if !self.positions {
+            let mut out = ListBuilder::new(Int64Builder::new());
+            for v in vectors {
+                out.append_option(v.map(|v| v.into_iter().map(Some)));
+            }
+            return Ok(ColumnarValue::Array(Arc::new(out.finish())));
+        }
+        let DataType::Struct(fields) = Self::element() else {
+            return Err(DataFusionError::Internal(
+                "pg_expand_array's element".into(),
+            ));
+        };
+        let builders: Vec<Box<dyn ArrayBuilder>> =
+            vec![Box::new(Int64Builder::new()), Box::new(Int64Builder::new())];
+        let mut out = ListBuilder::new(StructBuilder::new(fields, builders));
+        for v in vectors {
+            let Some(v) = v else {
+                out.append(false);
+                continue;
+            };
+            for (n, x) in v.into_iter().enumerate() {
+                let element = out.values();
+                for (i, value) in [x, n as i64 + 1].into_iter().enumerate() {
+                    element
+                        .field_builder::<Int64Builder>(i)
+                        .ok_or_else(|| DataFusionError::Internal("pg_expand_array".into()))?
+                        .append_value(value);
+                }
+                element.append(true);
+            }
+            out.append(true);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// `pg_session_settings()`: this session's settings as PostgreSQL's
+/// `pg_settings` has them (a client's `pg_settings` is read from it: the
+/// crate's view does not know the session).
+#[derive(Debug)]
+struct SessionSettings(Weak<Session>);
+
+impl tessera_sql::datafusion::catalog::TableFunctionImpl for SessionSettings {
+    fn call(
+        &self,
+        _: &[tessera_sql::datafusion::prelude::Expr],
+    ) -> tessera_sql::datafusion::common::Result<
+        Arc<dyn tessera_sql::datafusion::catalog::TableProvider>,
+    > {
+        use tessera_sql::datafusion::arrow::datatypes::{Field, Schema};
+        let session = self
+            .0
+            .upgrade()
+            .ok_or_else(|| DataFusionError::Execution("the session has ended".into()))?;
+        let settings = session.all();
+        let text = |f: &dyn Fn(&str, &str) -> Option<String>| -> ArrayRef {
+            Arc::new(
+                settings
+                    .iter()
+                    .map(|(k, v)| f(k, v))
+                    .collect::<StringArray>(),
+            )
+        };
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("name", text(&|k, _| Some(k.to_string()))),
+            ("setting", text(&|_, v| Some(v.to_string()))),
+            (
+                "unit",
+                text(&|k, _| {
+                    (k == "statement_timeout" || k == "lock_timeout").then(|| "ms".into())
+                }),
+            ),
+            (
+                "category",
+                text(&|_, _| Some("Client Connection Defaults".into())),
+            ),
+            ("short_desc", text(&|_, _| None)),
+            ("extra_desc", text(&|_, _| None)),
+            (
+                "context",
+                text(&|k, _| {
+                    Some(
+                        if Session::read_only(k) {
+                            "internal"
+                        } else {
+                            "user"
+                        }
+                        .into(),
+                    )
+                }),
+            ),
+            (
+                "vartype",
+                text(&|k, _| {
+                    Some(
+                        if k == "max_index_keys" || k == "max_identifier_length" {
+                            "integer"
+                        } else {
+                            "string"
+                        }
+                        .into(),
+                    )
+                }),
+            ),
+            ("source", text(&|k, _| Some(session.source(k).into()))),
+            ("min_val", text(&|_, _| None)),
+            ("max_val", text(&|_, _| None)),
+            ("enumvals", text(&|_, _| None)),
+            ("boot_val", text(&|_, v| Some(v.to_string()))),
+            ("reset_val", text(&|_, v| Some(v.to_string()))),
+            ("sourcefile", text(&|_, _| None)),
+            ("sourceline", text(&|_, _| None)),
+        ];
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(n, _)| Field::new(*n, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
+        let batch = tessera_sql::datafusion::arrow::array::RecordBatch::try_new(
+            Arc::clone(&schema),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )?;
+        Ok(Arc::new(
+            tessera_sql::datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?,
+        ))
+    }
+}
+
+/// `pg_get_indexdef(…)`, always NULL (see where it is registered).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NoDefinition {
+    signature: tessera_sql::datafusion::logical_expr::Signature,
+}
+
+impl tessera_sql::datafusion::logical_expr::ScalarUDFImpl for NoDefinition {
+    fn name(&self) -> &str {
+        "pg_get_indexdef"
+    }
+
+    fn signature(&self) -> &tessera_sql::datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> tessera_sql::datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: tessera_sql::datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> tessera_sql::datafusion::common::Result<ColumnarValue> {
+        Ok(ColumnarValue::Array(Arc::new(StringArray::new_null(
+            args.number_rows,
+        ))))
+    }
 }
 
 /// A database handle compared by identity (UDFs must be `Eq` and `Hash`).
@@ -360,6 +642,8 @@ impl tessera_sql::datafusion::logical_expr::ScalarUDFImpl for CatalogFunction {
             Lookup::Size => DataType::Int64,
             Lookup::RegType => DataType::Int32,
             Lookup::FunctionResult | Lookup::FunctionArguments => DataType::Utf8,
+            Lookup::TypeNames => DataType::new_list(DataType::Utf8, true),
+            Lookup::TypeName => DataType::Utf8,
         })
     }
 
@@ -372,6 +656,26 @@ impl tessera_sql::datafusion::logical_expr::ScalarUDFImpl for CatalogFunction {
             self.name
         )))
     }
+}
+
+/// The name of every type by its OID, as PostgreSQL prints it.
+async fn type_names(
+    ctx: &SessionContext,
+) -> tessera_sql::datafusion::common::Result<std::collections::HashMap<i64, String>> {
+    Ok(text_rows(
+        ctx,
+        "SELECT oid, format_type(oid, NULL), typname FROM pg_catalog.pg_type",
+    )
+    .await?
+    .into_iter()
+    .filter_map(|r| {
+        // format_type does not name pseudo-types (anyelement, record):
+        // their type name is their name.
+        let oid = r.first()?.as_ref()?.parse::<i64>().ok()?;
+        let name = r.get(1)?.clone().filter(|n| !n.starts_with("oid("));
+        Some((oid, name.or_else(|| r.get(2)?.clone())?))
+    })
+    .collect())
 }
 
 /// Rows of a catalog query, every column as text.
@@ -470,8 +774,41 @@ impl CatalogFunction {
                 .collect();
             return Ok(Arc::new(out));
         }
+        if self.kind == Lookup::TypeNames {
+            // An OID vector as text: "25 25", "[25, 25]" or "{25,25}".
+            let types = type_names(&ctx).await?;
+            let vectors = cast(arg, &DataType::Utf8)?;
+            let mut out = ListBuilder::new(StringBuilder::new());
+            for v in vectors.as_string::<i32>().iter() {
+                match v {
+                    Some(v) => {
+                        for oid in v
+                            .split(|c: char| !c.is_ascii_digit())
+                            .filter(|o| !o.is_empty())
+                        {
+                            let name = oid.parse::<i64>().ok().and_then(|o| types.get(&o));
+                            out.values().append_value(name.map_or(oid, String::as_str));
+                        }
+                        out.append(true);
+                    }
+                    None => out.append(false),
+                }
+            }
+            return Ok(Arc::new(out.finish()));
+        }
         let oids = cast(arg, &DataType::Int64)?;
         let oids = oids.as_primitive::<Int64Type>();
+        if self.kind == Lookup::TypeName {
+            let types = type_names(&ctx).await?;
+            let out: StringArray = oids
+                .iter()
+                .map(|oid| {
+                    let oid = oid?;
+                    Some(types.get(&oid).cloned().unwrap_or_else(|| oid.to_string()))
+                })
+                .collect();
+            return Ok(Arc::new(out));
+        }
         match self.kind {
             Lookup::Size => {
                 let names: std::collections::HashMap<i64, String> = text_rows(
@@ -500,23 +837,16 @@ impl CatalogFunction {
                     .collect();
                 Ok(Arc::new(out))
             }
-            Lookup::FunctionResult | Lookup::FunctionArguments | Lookup::RegType => {
-                let types: std::collections::HashMap<i64, String> = text_rows(
-                    &ctx,
-                    "SELECT oid, format_type(oid, NULL), typname FROM pg_catalog.pg_type",
-                )
-                .await?
-                .into_iter()
-                .filter_map(|r| {
-                    // format_type does not name pseudo-types (anyelement,
-                    // record): their type name is their name.
-                    let name = r.get(1)?.clone().filter(|n| !n.starts_with("oid("));
-                    Some((key(&r)?, name.or_else(|| r.get(2)?.clone())?))
-                })
-                .collect();
+            Lookup::FunctionResult
+            | Lookup::FunctionArguments
+            | Lookup::RegType
+            | Lookup::TypeNames
+            | Lookup::TypeName => {
+                let types = type_names(&ctx).await?;
                 let procs: std::collections::HashMap<i64, Vec<Option<String>>> = text_rows(
                     &ctx,
-                    "SELECT oid, proretset, prorettype, proargtypes, proargnames FROM pg_catalog.pg_proc",
+                    "SELECT oid, proretset, prorettype, proargtypes, array_to_string(proargnames, ',') \
+                     FROM pg_catalog.pg_proc",
                 )
                 .await?
                 .into_iter()
@@ -534,7 +864,11 @@ impl CatalogFunction {
                         let row = procs.get(&oid?)?;
                         let field = |i: usize| row.get(i).cloned().flatten();
                         Some(match self.kind {
-                            Lookup::FunctionResult | Lookup::Size | Lookup::RegType => {
+                            Lookup::FunctionResult
+                            | Lookup::Size
+                            | Lookup::RegType
+                            | Lookup::TypeNames
+                            | Lookup::TypeName => {
                                 let setof = matches!(field(1).as_deref(), Some("true" | "t"));
                                 let ret = type_name(&field(2)?);
                                 if setof { format!("SETOF {ret}") } else { ret }

@@ -126,9 +126,13 @@ impl Parser {
                     };
                     array_subqueries(&mut q);
                     regtype_text(&mut q);
+                    regtype_arrays(&mut q);
                     catalog_scalar_subqueries(&mut q);
                     regproc_joins(&mut q);
                     acl_texts(&mut q);
+                    expand_arrays(&mut q);
+                    session_settings(&mut q);
+                    distinct_names(&mut q);
                     Statement::Sql(Box::new(q))
                 }
                 other => other,
@@ -137,9 +141,22 @@ impl Parser {
     }
 }
 
+/// Whether `e` calls a function (an aggregate, perhaps).
+fn calls_a_function(e: &ast::Expr) -> bool {
+    ast::visit_expressions(e, |e| {
+        if matches!(e, ast::Expr::Function(_) | ast::Expr::Subquery(_)) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
+    .is_break()
+}
+
 /// A scalar subquery over PostgreSQL's catalog that returns one column,
 /// `(SELECT rngtypid FROM pg_range WHERE rngmultitypid = typ.oid)` (Npgsql's
-/// type loading), as `(SELECT min(rngtypid) …)`: DataFusion plans a
+/// type loading) or `(SELECT c.relkind = 'c' FROM pg_class c WHERE c.oid =
+/// t.typrelid)` (pgjdbc's type info), as `(SELECT min(…) …)`: DataFusion plans a
 /// correlated scalar subquery only when it is aggregated. The catalog
 /// relations clients ask so have one row per key, so the answer is the
 /// same; a subquery over the user's tables is left as written.
@@ -171,18 +188,10 @@ fn catalog_scalar_subqueries(stmt: &mut ast::Statement) {
                     && t.joins.iter().all(|j| catalog_relation(&j.relation))
             })
             && let [ast::SelectItem::UnnamedExpr(item)] = select.projection.as_slice()
-            && matches!(
-                item,
-                ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)
-            )
+            && !calls_a_function(item)
         {
             let text = format!("min({item})");
-            if let Ok(agg) = tessera_sql::datafusion::sql::sqlparser::parser::Parser::new(
-                &tessera_sql::datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-            )
-            .try_with_sql(&text)
-            .and_then(|mut p| p.parse_expr())
-            {
+            if let Some(agg) = parse_expr(&text) {
                 select.projection = vec![ast::SelectItem::UnnamedExpr(agg)];
             }
         }
@@ -224,10 +233,20 @@ fn regproc_joins(stmt: &mut ast::Statement) {
                     parts[1] = ast::Ident::new("proname");
                 }
             };
+            // `typinput = 'pg_catalog.array_in'::regproc` (pgjdbc's type
+            // cache), which the compatibility rules turned into a subquery
+            // for the function's OID: the function's name.
+            let to_literal = |side: &mut ast::Expr| {
+                if let Some(name) = regproc_literal(side) {
+                    *side = ast::Expr::value(ast::Value::SingleQuotedString(name));
+                }
+            };
             if regproc(right) {
                 to_name(left);
+                to_literal(left);
             } else if regproc(left) {
                 to_name(right);
+                to_literal(right);
             }
         }
         std::ops::ControlFlow::<()>::Continue(())
@@ -262,6 +281,218 @@ fn acl_texts(stmt: &mut ast::Statement) {
     });
 }
 
+/// An expression of a rewrite, from its text.
+fn parse_expr(text: &str) -> Option<ast::Expr> {
+    tessera_sql::datafusion::sql::sqlparser::parser::Parser::new(
+        &tessera_sql::datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+    )
+    .try_with_sql(text)
+    .and_then(|mut p| p.parse_expr())
+    .ok()
+}
+
+/// The function a `(SELECT oid FROM pg_proc WHERE proname = 'name')`
+/// looks up (the compatibility rules' form of `'name'::regproc`), without
+/// its schema.
+fn regproc_literal(e: &ast::Expr) -> Option<String> {
+    let ast::Expr::Subquery(q) = e else {
+        return None;
+    };
+    let ast::SetExpr::Select(select) = q.body.as_ref() else {
+        return None;
+    };
+    let ast::Expr::BinaryOp {
+        left,
+        op: ast::BinaryOperator::Eq,
+        right,
+    } = select.selection.as_ref()?
+    else {
+        return None;
+    };
+    let column = match left.as_ref() {
+        ast::Expr::Identifier(i) => i,
+        ast::Expr::CompoundIdentifier(parts) => parts.last()?,
+        _ => return None,
+    };
+    let ast::Expr::Value(v) = right.as_ref() else {
+        return None;
+    };
+    let ast::Value::SingleQuotedString(name) = &v.value else {
+        return None;
+    };
+    column
+        .value
+        .eq_ignore_ascii_case("proname")
+        .then(|| name.strip_prefix("pg_catalog.").unwrap_or(name).to_string())
+}
+
+/// `SELECT NULL, NULL, NULL, …` (pgjdbc's `getProcedures`): PostgreSQL
+/// names every unnamed column `?column?`, DataFusion wants names that
+/// differ: the second and later of a repeated unnamed expression are named
+/// `?column?2`, `?column?3`, ….
+fn distinct_names(stmt: &mut ast::Statement) {
+    struct Names;
+    impl ast::VisitorMut for Names {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &mut ast::Query) -> std::ops::ControlFlow<()> {
+            if let ast::SetExpr::Select(select) = q.body.as_mut() {
+                let mut seen = std::collections::HashSet::new();
+                let mut n = 1;
+                for item in &mut select.projection {
+                    if let ast::SelectItem::UnnamedExpr(e) = item
+                        && !seen.insert(e.to_string())
+                    {
+                        n += 1;
+                        *item = ast::SelectItem::ExprWithAlias {
+                            expr: e.clone(),
+                            alias: ast::Ident::with_quote('"', format!("?column?{n}")),
+                        };
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(stmt, &mut Names);
+}
+
+/// `pg_settings` (pgjdbc's `max_index_keys`, DBeaver's, Metabase's probes)
+/// as `pg_session_settings()`: the settings of the session asking.
+fn session_settings(stmt: &mut ast::Statement) {
+    struct Settings;
+    impl ast::VisitorMut for Settings {
+        type Break = ();
+        fn pre_visit_table_factor(
+            &mut self,
+            t: &mut ast::TableFactor,
+        ) -> std::ops::ControlFlow<()> {
+            if let ast::TableFactor::Table { name, args, .. } = t
+                && args.is_none()
+            {
+                let parts: Vec<String> = name
+                    .0
+                    .iter()
+                    .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+                    .collect();
+                if matches!(parts.as_slice(), [t] if t == "pg_settings")
+                    || matches!(parts.as_slice(), [s, t] if s == "pg_catalog" && t == "pg_settings")
+                {
+                    *name = ast::ObjectName::from(vec![ast::Ident::new("pg_session_settings")]);
+                    *args = Some(ast::TableFunctionArgs {
+                        args: Vec::new(),
+                        settings: None,
+                    });
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(stmt, &mut Settings);
+}
+
+/// If `e` is a catalog column of integers kept as text here, the index of
+/// its first element: 0 for `pg_index`'s `int2vector`s and `oidvector`s,
+/// 1 for `pg_constraint`'s arrays (`conkey[n]`, pgjdbc's foreign keys).
+fn vector_column(e: &ast::Expr) -> Option<i64> {
+    let column = match e {
+        ast::Expr::Identifier(i) => i,
+        ast::Expr::CompoundIdentifier(parts) => parts.last()?,
+        _ => return None,
+    };
+    let name = column.value.to_ascii_lowercase();
+    if [
+        "indkey",
+        "indoption",
+        "indclass",
+        "indcollation",
+        "i_indoption",
+    ]
+    .contains(&name.as_str())
+    {
+        Some(0)
+    } else if [
+        "conkey",
+        "confkey",
+        "conpfeqop",
+        "conppeqop",
+        "conffeqop",
+        "conexclop",
+    ]
+    .contains(&name.as_str())
+    {
+        Some(1)
+    } else {
+        None
+    }
+}
+
+/// `information_schema._pg_expandarray(i.indkey)` and `(keys).x` (pgjdbc's
+/// `getPrimaryKeys`, `getIndexInfo`): the set-returning function as
+/// `unnest(pg_expand_array(…))` (one `(x, n)` per element, as PostgreSQL's)
+/// and a field of a composite value as `get_field(value, 'x')`, which
+/// DataFusion plans.
+fn expand_arrays(stmt: &mut ast::Statement) {
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        let text = match &*e {
+            ast::Expr::Function(f)
+                if f.name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case("_pg_expandarray")) =>
+            {
+                let ast::FunctionArguments::List(list) = &f.args else {
+                    return std::ops::ControlFlow::<()>::Continue(());
+                };
+                let [arg] = list.args.as_slice() else {
+                    return std::ops::ControlFlow::<()>::Continue(());
+                };
+                format!("unnest(pg_expand_array({arg}))")
+            }
+            // `i.indoption[n]`: PostgreSQL's int2vector, zero-based, kept as
+            // text here.
+            ast::Expr::CompoundFieldAccess { root, access_chain }
+                if let [
+                    path @ ..,
+                    ast::AccessExpr::Subscript(ast::Subscript::Index { index }),
+                ] = access_chain.as_slice()
+                    && path.iter().all(|a| matches!(a, ast::AccessExpr::Dot(_)))
+                    && let Some(first) = match path.last() {
+                        Some(ast::AccessExpr::Dot(last)) => vector_column(last),
+                        _ => vector_column(root),
+                    } =>
+            {
+                let column: String = std::iter::once(root.to_string())
+                    .chain(path.iter().map(|a| a.to_string()))
+                    .collect();
+                format!(
+                    "array_element(pg_int_vector({column}), ({index}) + {})",
+                    1 - first
+                )
+            }
+            ast::Expr::CompoundFieldAccess { root, access_chain }
+                if matches!(root.as_ref(), ast::Expr::Nested(_)) =>
+            {
+                let mut text = root.to_string();
+                for access in access_chain {
+                    match access {
+                        ast::AccessExpr::Dot(ast::Expr::Identifier(field)) => {
+                            text = format!("get_field({text}, '{}')", field.value);
+                        }
+                        _ => return std::ops::ControlFlow::<()>::Continue(()),
+                    }
+                }
+                text
+            }
+            _ => return std::ops::ControlFlow::<()>::Continue(()),
+        };
+        if let Some(call) = parse_expr(&text) {
+            *e = call;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
 /// Whether a type name is `name` or `pg_catalog.name`.
 fn is_type(t: &ast::DataType, name: &str) -> bool {
     match t {
@@ -275,8 +506,9 @@ fn is_type(t: &ast::DataType, name: &str) -> bool {
     }
 }
 
-/// `x::regtype::text` (pgcli, pgAdmin) as `format_type(x, NULL)`: the
-/// type's name, as PostgreSQL prints it, where the plain cast would give the
+/// `x::regtype::text` (pgcli, pgAdmin) as `pg_type_name(x)`: the type's
+/// name, as PostgreSQL prints it (`format_type`, or the name of a
+/// pseudo-type such as `anyelement`), where the plain cast would give the
 /// number.
 fn regtype_text(stmt: &mut ast::Statement) {
     let _ = ast::visit_expressions_mut(stmt, |e| {
@@ -293,13 +525,29 @@ fn regtype_text(stmt: &mut ast::Statement) {
             } = inner.as_ref()
             && is_type(reg, "regtype")
         {
-            let text = format!("format_type({oid}, NULL)");
-            if let Ok(call) = tessera_sql::datafusion::sql::sqlparser::parser::Parser::new(
-                &tessera_sql::datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-            )
-            .try_with_sql(&text)
-            .and_then(|mut p| p.parse_expr())
-            {
+            let text = format!("pg_type_name({oid})");
+            if let Some(call) = parse_expr(&text) {
+                *e = call;
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `proargtypes::regtype[]` (pgcli's function list): an OID vector as the
+/// names of its types, `pg_type_names(x)` (the catalog Tessera serves
+/// keeps OID vectors as text, which no cast turns into an array).
+fn regtype_arrays(stmt: &mut ast::Statement) {
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        if let ast::Expr::Cast {
+            expr: inner,
+            data_type: ast::DataType::Array(ast::ArrayElemTypeDef::SquareBracket(element, _)),
+            ..
+        } = &*e
+            && is_type(element, "regtype")
+        {
+            let text = format!("pg_type_names({inner})");
+            if let Some(call) = parse_expr(&text) {
                 *e = call;
             }
         }

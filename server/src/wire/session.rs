@@ -43,6 +43,7 @@ fn defaults(shared: &Shared) -> BTreeMap<String, String> {
     set("lc_time", "C");
     set("lock_timeout", "0");
     set("max_identifier_length", "63");
+    set("max_index_keys", "32");
     set("search_path", "\"$user\", public");
     set("server_encoding", "UTF8");
     set(
@@ -196,6 +197,32 @@ impl Session {
         }
     }
 
+    /// Whether `name` (canonical) is a setting no `SET` may change.
+    pub fn read_only(name: &str) -> bool {
+        matches!(
+            name,
+            "server_version"
+                | "server_version_num"
+                | "server_encoding"
+                | "integer_datetimes"
+                | "max_identifier_length"
+                | "max_index_keys"
+                | "lc_messages"
+                | "lc_monetary"
+                | "lc_numeric"
+                | "lc_time"
+        )
+    }
+
+    /// Where a setting's value comes from (`pg_settings.source`).
+    pub fn source(&self, name: &str) -> &'static str {
+        if self.defaults.get(name) == self.settings.lock().get(name) {
+            "default"
+        } else {
+            "session"
+        }
+    }
+
     /// Every setting, sorted by name (`SHOW ALL`).
     pub fn all(&self) -> Vec<(String, String)> {
         self.settings
@@ -249,15 +276,7 @@ impl Session {
                 "UTF8".to_string()
             }
             "transaction_isolation" | "default_transaction_isolation" => value.to_ascii_lowercase(),
-            "server_version"
-            | "server_version_num"
-            | "server_encoding"
-            | "integer_datetimes"
-            | "max_identifier_length"
-            | "lc_messages"
-            | "lc_monetary"
-            | "lc_numeric"
-            | "lc_time" => {
+            n if Session::read_only(n) => {
                 return Err(WireError::CantChange(format!(
                     "parameter \"{name}\" cannot be changed"
                 )));

@@ -1,9 +1,11 @@
 //! The PostgreSQL wire server, driven by real clients over a loopback
 //! socket: tokio-postgres (simple and extended protocol, binary results,
-//! COPY, cancel), psql, and the security checks.
+//! COPY, cancel, TLS), psql, psycopg, SQLAlchemy, pandas, pgcli, pgjdbc,
+//! and the security checks.
 
 mod binary;
 mod catalog;
+mod jdbc;
 mod load;
 mod protocol;
 mod psql;
