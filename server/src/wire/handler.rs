@@ -673,6 +673,16 @@ async fn describe(
     stmt: &Statement,
 ) -> Result<(Option<SchemaRef>, Vec<Option<DataType>>)> {
     refresh_pii(shared, session)?;
+    let resolved;
+    let stmt = match stmt {
+        Statement::Sql(s) => {
+            let mut s = s.clone();
+            session.resolve_names(&mut s);
+            resolved = Statement::Sql(s);
+            &resolved
+        }
+        other => other,
+    };
     match stmt {
         Statement::Sql(s) => match s.as_ref() {
             q if is_query(q) => {
@@ -1063,7 +1073,10 @@ impl Handler {
         let deadline = self.deadline(session);
         refresh_pii(&self.shared, session)?;
         let s = match statement {
-            Statement::Sql(s) => *s,
+            Statement::Sql(mut s) => {
+                session.resolve_names(&mut s);
+                *s
+            }
             Statement::ExportProfile(e) => {
                 self.require_superuser(session, "EXPORT PROFILE")?;
                 return self.export_profile(session, e, format, deadline).await;

@@ -31,6 +31,7 @@ pub mod functions;
 pub mod handler;
 pub mod roles;
 pub mod scram;
+pub mod search_path;
 pub mod session;
 
 use session::Session;

@@ -321,6 +321,16 @@ impl Session {
         }
     }
 
+    /// Qualifies the unqualified table names of `stmt` along this
+    /// session's `search_path` ([`super::search_path`]).
+    pub fn resolve_names(
+        &self,
+        stmt: &mut tessera_sql::datafusion::sql::sqlparser::ast::Statement,
+    ) {
+        let path = search_path(&self.get("search_path").unwrap_or_default());
+        super::search_path::qualify(stmt, &path, &super::search_path::SessionCatalog(&self.ctx));
+    }
+
     /// The schema unqualified names resolve to (the first schema of
     /// `search_path` that exists).
     pub fn default_schema(&self) -> String {

@@ -143,6 +143,25 @@ fn session_settings_are_per_connection_and_take_effect() {
         let id = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, i64>(0);
         assert_eq!(id(a.query("SELECT id FROM contacts", &[]).await.unwrap()), 7);
         assert_eq!(id(b.query("SELECT id FROM contacts", &[]).await.unwrap()), 1);
+        // Each schema of the path in turn: a name only public holds is
+        // found there, and a new table goes in the first schema.
+        a.batch_execute(
+            "CREATE TABLE public.events (id BIGINT); INSERT INTO events VALUES (3);
+             CREATE TABLE leads (id BIGINT); INSERT INTO leads SELECT id FROM contacts",
+        )
+        .await
+        .unwrap();
+        assert_eq!(id(a.query("SELECT id FROM events", &[]).await.unwrap()), 3);
+        assert_eq!(
+            id(b.query("SELECT id FROM crm.leads", &[]).await.unwrap()),
+            7
+        );
+        assert_eq!(
+            id(a.query("SELECT e.id FROM events e JOIN contacts c ON c.id > e.id", &[])
+                .await
+                .unwrap()),
+            3
+        );
         let show = |m: Vec<SimpleQueryMessage>| simple_rows(&m)[0][0].clone().unwrap();
         assert_eq!(show(a.simple_query("SHOW search_path").await.unwrap()), "crm, public");
         assert_eq!(show(b.simple_query("SHOW search_path").await.unwrap()), "\"$user\", public");

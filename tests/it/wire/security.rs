@@ -88,9 +88,9 @@ fn passwords_roles_and_privileges() {
             .await
             .unwrap();
 
-        // A write resolves unqualified names as the database does (in
-        // public), whatever the session's search_path: the privilege is
-        // checked on the table actually written.
+        // A write resolves unqualified names along the session's
+        // search_path, as a read does: the privilege is checked on the table
+        // actually written.
         admin
             .batch_execute(
                 "CREATE SCHEMA crm; CREATE TABLE crm.orders (id BIGINT, amount DOUBLE);
@@ -98,19 +98,30 @@ fn passwords_roles_and_privileges() {
             )
             .await
             .unwrap();
-        analyst
-            .batch_execute("SET search_path = crm")
-            .await
-            .unwrap();
         let e = analyst
             .simple_query("INSERT INTO orders VALUES (9, 9)")
             .await
             .unwrap_err();
-        assert_eq!(sqlstate(&e), "42501", "{e}");
+        assert_eq!(sqlstate(&e), "42501", "public.orders: {e}");
         analyst
-            .simple_query("INSERT INTO crm.orders VALUES (9, 9)")
+            .batch_execute("SET search_path = crm, public")
             .await
             .unwrap();
+        analyst
+            .simple_query("INSERT INTO orders VALUES (9, 9)")
+            .await
+            .unwrap();
+        let n: i64 = admin
+            .query_one("SELECT count(*) FROM crm.orders WHERE id = 9", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "the row went to crm.orders");
+        let e = analyst
+            .simple_query("UPDATE orders SET amount = 1")
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{e}");
         analyst.batch_execute("RESET search_path").await.unwrap();
 
         // Grants change at once, for connected sessions too.
