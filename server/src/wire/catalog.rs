@@ -69,7 +69,18 @@ pub enum Object {
     Relation(String, String),
     /// One of Tessera's functions, by its signature (`pg_proc`).
     Function(String),
+    /// A role (`pg_roles`), except the owner (see [`OWNER_OID`]).
+    Role(String),
 }
+
+/// The OID of the role that owns every object: PostgreSQL's bootstrap
+/// superuser's, which the crate's static rows (`pg_type.typowner`,
+/// `pg_proc.proowner`, …) refer to. Tessera keeps no owner per object; the
+/// owner shown is the superuser created with the database ([`OWNER_KEY`]).
+pub const OWNER_OID: i32 = 10;
+
+/// The catalog extension key naming the owner role (UTF-8 bytes).
+pub const OWNER_KEY: &str = "pg:owner";
 
 /// The numbering, as stored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -154,6 +165,54 @@ impl StableOids {
     }
 }
 
+impl StableOids {
+    /// The owner role: the one recorded when the database got its first
+    /// superuser, or (a database from before that was recorded) the first
+    /// superuser by name.
+    fn owner(&self, db: &tessera_engine::Database) -> Option<String> {
+        let roles = super::roles::Roles::new(db);
+        db.engine()
+            .extension(OWNER_KEY)
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|name| roles.get(name).is_some())
+            .or_else(|| {
+                roles
+                    .all()
+                    .into_iter()
+                    .filter(|r| r.superuser)
+                    .map(|r| r.name)
+                    .min()
+            })
+    }
+
+    /// Every role's OID, by name.
+    pub fn roles(&self) -> DfResult<HashMap<String, i32>> {
+        let db = self
+            .db
+            .upgrade()
+            .ok_or_else(|| DataFusionError::Execution("the database is closed".into()))?;
+        let owner = self.owner(&db);
+        let others: Vec<Object> = super::roles::Roles::new(&db)
+            .all()
+            .into_iter()
+            .filter(|r| Some(&r.name) != owner.as_ref())
+            .map(|r| Object::Role(r.name))
+            .collect();
+        let stable = self.resolve(&others)?;
+        let mut out: HashMap<String, i32> = stable
+            .into_iter()
+            .filter_map(|(o, oid)| match o {
+                Object::Role(name) => Some((name, oid)),
+                _ => None,
+            })
+            .collect();
+        if let Some(owner) = owner {
+            out.insert(owner, OWNER_OID);
+        }
+        Ok(out)
+    }
+}
+
 /// The `pg_catalog` schema with Tessera's OIDs (see the module's text).
 #[derive(Debug)]
 pub struct StableCatalog {
@@ -163,12 +222,13 @@ pub struct StableCatalog {
 
 /// The relations whose rows are Tessera's: the four whose OIDs are
 /// rewritten, and `pg_proc`.
-const NUMBERED: [&str; 5] = [
+const NUMBERED: [&str; 6] = [
     "pg_class",
     "pg_namespace",
     "pg_attribute",
     "pg_database",
     "pg_proc",
+    "pg_roles",
 ];
 
 impl StableCatalog {
@@ -501,19 +561,37 @@ impl TableProvider for Numbered {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let rows = self.shown(state).await?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[rows],
+            Arc::clone(&self.schema),
+            projection.cloned(),
+        )?)
+    }
+}
+
+impl Numbered {
+    /// The rows shown: the crate's, renumbered (and for `pg_proc`, with
+    /// Tessera's functions).
+    async fn shown(&self, state: &dyn Session) -> DfResult<Vec<RecordBatch>> {
         let rows = self.rows(state, self.which).await?;
         if self.which == "pg_proc" {
             let mut rows = rows;
             rows.push(self.functions(state).await?);
-            let rows = rows
+            return rows.iter().map(|b| name_lists(b, &self.schema)).collect();
+        }
+        if self.which == "pg_roles" {
+            let roles = self.oids.roles()?;
+            return rows
                 .iter()
-                .map(|b| name_lists(b, &self.schema))
-                .collect::<DfResult<Vec<_>>>()?;
-            return Ok(MemorySourceConfig::try_new_exec(
-                &[rows],
-                Arc::clone(&self.schema),
-                projection.cloned(),
-            )?);
+                .map(|b| {
+                    let oids = texts(b, "rolname")?
+                        .iter()
+                        .map(|name| roles.get(name).copied())
+                        .collect();
+                    replace(b, "oid", oids)
+                })
+                .collect();
         }
         let spaces = if self.which == "pg_namespace" {
             rows.clone()
@@ -558,11 +636,14 @@ impl TableProvider for Numbered {
         for column in columns {
             rows = renumber(rows, column, &objects, &stable)?;
         }
-        Ok(MemorySourceConfig::try_new_exec(
-            &[rows],
-            Arc::clone(&self.schema),
-            projection.cloned(),
-        )?)
+        if self.which == "pg_class" {
+            // Every relation is the owner's.
+            rows = rows
+                .iter()
+                .map(|b| replace(b, "relowner", vec![Some(OWNER_OID); b.num_rows()]))
+                .collect::<DfResult<Vec<_>>>()?;
+        }
+        Ok(rows)
     }
 }
 

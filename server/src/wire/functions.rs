@@ -100,9 +100,39 @@ pub fn register_database(db: &Database) -> Result<(), WireError> {
         catalog
             .register_schema(
                 "pg_catalog",
-                Arc::new(super::catalog::StableCatalog::new(inner, oids)),
+                Arc::new(super::catalog::StableCatalog::new(inner, Arc::clone(&oids))),
             )
             .map_err(|e| WireError::Internal(format!("cannot set up pg_catalog: {e}")))?;
+        // A role's name by its OID (the crate answers "postgres" for any).
+        ctx.register_udf(create_udf(
+            "pg_get_userbyid",
+            vec![DataType::Int64],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(move |args| {
+                let ids = argument(args, 0)?;
+                let ids = tessera_sql::datafusion::arrow::compute::cast(&ids, &DataType::Int64)?;
+                let by_oid: std::collections::HashMap<i64, String> = oids
+                    .roles()?
+                    .into_iter()
+                    .map(|(name, oid)| (i64::from(oid), name))
+                    .collect();
+                let out: StringArray = ids
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|id| {
+                        let id = id?;
+                        Some(
+                            by_oid
+                                .get(&id)
+                                .cloned()
+                                .unwrap_or_else(|| format!("unknown (OID={id})")),
+                        )
+                    })
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }),
+        ));
     }
 
     let version = version_string();

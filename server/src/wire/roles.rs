@@ -258,6 +258,10 @@ impl Roles {
             verifier: Verifier::new(&password).encode(),
             grants: BTreeSet::new(),
         })?;
+        // The owner the catalog shows of every object.
+        self.db
+            .engine()
+            .set_extension(super::catalog::OWNER_KEY, Some(name.as_bytes().to_vec()))?;
         Ok(Some(password))
     }
 }

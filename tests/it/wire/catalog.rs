@@ -1,4 +1,5 @@
-//! The catalog clients read: OIDs that survive a restart.
+//! The catalog clients read: OIDs that survive a restart, and the owner
+//! every object shows.
 
 use super::{TestServer, runtime};
 
@@ -33,15 +34,19 @@ async fn relations(client: &tokio_postgres::Client) -> Vec<Vec<String>> {
 }
 
 const IN_SEGMENT: &str = "SELECT oid FROM pg_catalog.pg_proc WHERE proname = 'in_segment'";
+const ANALYST: &str = "SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'analyst'";
 
 #[test]
 fn oids_are_stable_across_connections_and_restarts() {
     let server = TestServer::start();
-    let (before, function) = runtime().block_on(async {
+    let (before, kept) = runtime().block_on(async {
         let c = server.connect().await;
-        c.batch_execute("CREATE TABLE zeta (a INT); CREATE TABLE beta (b TEXT, c INT)")
-            .await
-            .unwrap();
+        c.batch_execute(
+            "CREATE TABLE zeta (a INT); CREATE TABLE beta (b TEXT, c INT);
+             CREATE ROLE analyst LOGIN PASSWORD 'x'",
+        )
+        .await
+        .unwrap();
         let before = relations(&c).await;
         assert_eq!(before.len(), 2, "{before:?}");
         // Another connection sees the same numbers.
@@ -55,13 +60,28 @@ fn oids_are_stable_across_connections_and_restarts() {
         )
         .await;
         assert_eq!(attributes, [["a"]]);
-        (before, rows(&c, IN_SEGMENT).await)
+        // The superuser the database was created with owns everything,
+        // under PostgreSQL's bootstrap OID.
+        let owners = rows(
+            &c,
+            "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_catalog.pg_class",
+        )
+        .await;
+        assert_eq!(owners, [["tessera"]]);
+        assert_eq!(
+            rows(&c, "SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'tessera'").await,
+            [["10"]]
+        );
+        (
+            before,
+            [rows(&c, IN_SEGMENT).await, rows(&c, ANALYST).await].concat(),
+        )
     });
     assert!(
         before.iter().all(|r| r[1].parse::<u32>().unwrap() >= 16384),
         "{before:?}"
     );
-    assert_eq!(function.len(), 1);
+    assert_eq!(kept.len(), 2);
     // A table created after a restart whose name sorts first gets a new
     // number; the others keep theirs.
     let server = server.restart();
@@ -74,7 +94,10 @@ fn oids_are_stable_across_connections_and_restarts() {
         }
         let alpha = after.iter().find(|r| r[0] == "alpha").unwrap();
         assert!(before.iter().all(|r| r[1] != alpha[1]), "{after:?}");
-        assert_eq!(rows(&c, IN_SEGMENT).await, function);
+        assert_eq!(
+            [rows(&c, IN_SEGMENT).await, rows(&c, ANALYST).await].concat(),
+            kept
+        );
         // psql's \d finds a table by its number: the restarted server
         // answers for the number the client kept.
         let zeta = &before.iter().find(|r| r[0] == "zeta").unwrap()[1];

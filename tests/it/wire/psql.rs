@@ -107,6 +107,11 @@ fn meta_commands_describe_the_database() {
     assert!(l.contains("tessera"), "{l}");
     let dt_plus = ok(&psql(&server, &["-c", "\\dt+"], None));
     assert!(dt_plus.contains("orders"), "{dt_plus}");
+    // The owner is the database's superuser, not a role that does not exist.
+    assert!(
+        dt_plus.contains("| tessera") && !dt_plus.contains("postgres"),
+        "{dt_plus}"
+    );
     let d_plus = ok(&psql(&server, &["-c", "\\d+ orders"], None));
     assert!(d_plus.contains("amount"), "{d_plus}");
     // Tessera's own functions are listed, with their arguments' names.
