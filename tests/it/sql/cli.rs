@@ -167,6 +167,7 @@ fn the_bench_runs_the_whole_workload_and_reports_every_step() {
         runs: 1,
         key: None,
         stream: true,
+        csv: true,
     };
     let mut seen = Vec::new();
     let report = bench::run(&opts, &mut |name: &str, done: usize, total: usize| {
@@ -315,6 +316,31 @@ fn the_bench_runs_the_whole_workload_and_reports_every_step() {
             .any(|m| m.name.starts_with("stream_")),
         "a run without the wire step streams nothing"
     );
+    // Parquet only (about half the disk at scale): no CSV is written or
+    // loaded, and the answers are the same.
+    let lean = tempfile::tempdir().unwrap();
+    let lean_report = bench::run(
+        &bench::BenchOptions {
+            work: lean.path().to_path_buf(),
+            data: None,
+            key: None,
+            stream: false,
+            csv: false,
+            ..opts
+        },
+        &mut |_: &str, _: usize, _: usize| {},
+    )
+    .unwrap();
+    assert!(!lean_report.measures.iter().any(|m| m.name == "load_csv"));
+    assert!(
+        lean_report
+            .measures
+            .iter()
+            .any(|m| m.name == "load_parquet")
+    );
+    let lean_data = std::path::Path::new(&lean_report.data);
+    assert!(lean_data.join("orders.parquet").exists() && !lean_data.join("orders.csv").exists());
+    assert_eq!(answers(&lean_report), answers(&report));
     let export = plain.path().join("export");
     std::fs::create_dir_all(&export).unwrap();
     {
