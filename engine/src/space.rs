@@ -82,11 +82,40 @@ pub fn log_schema() -> SchemaRef {
     ]))
 }
 
-/// Encodes `delta` as log rows numbered from `first_seq`.
-pub fn log_rows(delta: GraphDelta, first_seq: i64) -> Result<RecordBatch> {
+/// Bytes of log entries per batch: a `BYTEA` column holds at most 2 GiB
+/// (32-bit offsets), and the whole graph of a large space is more.
+const LOG_BATCH_BYTES: usize = 256 << 20;
+
+/// Encodes `delta` as log rows numbered from `first_seq`, in batches of
+/// at most [`LOG_BATCH_BYTES`] (one entry larger than that gets a batch of
+/// its own).
+pub fn log_rows(delta: GraphDelta, first_seq: i64) -> Result<Vec<RecordBatch>> {
+    encode_log(delta, first_seq, LOG_CHUNK, LOG_BATCH_BYTES)
+}
+
+/// [`log_rows`] with `chunk` changes per entry and `max_bytes` per batch.
+fn encode_log(
+    delta: GraphDelta,
+    first_seq: i64,
+    chunk: usize,
+    max_bytes: usize,
+) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
     let mut seqs = Vec::new();
     let mut blobs: Vec<Vec<u8>> = Vec::new();
-    for (i, chunk) in delta.split(LOG_CHUNK).into_iter().enumerate() {
+    let mut bytes_in_batch = 0usize;
+    let finish = |seqs: &mut Vec<i64>, blobs: &mut Vec<Vec<u8>>| -> Result<RecordBatch> {
+        let batch = RecordBatch::try_new(
+            log_schema(),
+            vec![
+                Arc::new(Int64Array::from(std::mem::take(seqs))),
+                Arc::new(BinaryArray::from_iter_values(blobs.iter())),
+            ],
+        )?;
+        blobs.clear();
+        Ok(batch)
+    };
+    for (i, chunk) in delta.split(chunk).into_iter().enumerate() {
         let bytes = postcard::to_allocvec(&LogEntry {
             format: LOG_FORMAT,
             delta: &chunk,
@@ -95,16 +124,23 @@ pub fn log_rows(delta: GraphDelta, first_seq: i64) -> Result<RecordBatch> {
         .map_err(|e| {
             EngineError::InvalidOption(format!("a graph change cannot be encoded: {e}"))
         })?;
+        if !blobs.is_empty() && bytes_in_batch + bytes.len() > max_bytes {
+            batches.push(finish(&mut seqs, &mut blobs)?);
+            bytes_in_batch = 0;
+        }
+        bytes_in_batch += bytes.len();
         seqs.push(first_seq + i as i64);
         blobs.push(bytes);
     }
-    Ok(RecordBatch::try_new(
-        log_schema(),
-        vec![
-            Arc::new(Int64Array::from(seqs)),
-            Arc::new(BinaryArray::from_iter_values(blobs.iter())),
-        ],
-    )?)
+    if !blobs.is_empty() || batches.is_empty() {
+        batches.push(finish(&mut seqs, &mut blobs)?);
+    }
+    Ok(batches)
+}
+
+/// Rows in `batches`.
+pub fn rows_in(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
 }
 
 /// The graph and what goes with it, under the space's lock.
@@ -349,10 +385,12 @@ impl Space {
         let before = snapshot.row_count();
         let rows = log_rows(st.graph.full_delta(), 0)?;
         let target = load.replace(&table, log_schema(), &snapshot)?;
-        load.push(target, &rows)?;
+        for b in &rows {
+            load.push(target, b)?;
+        }
         load.publish()?;
-        st.next_seq = rows.num_rows() as i64;
-        Ok((before, rows.num_rows() as u64))
+        st.next_seq = rows_in(&rows) as i64;
+        Ok((before, rows_in(&rows) as u64))
     }
 
     /// The hook of source number `index`.
@@ -575,8 +613,9 @@ impl HookWrite for SourceWrite {
         self.merges = delta.merges.clone();
         self.profiles = st.graph.profiles_created();
         let rows = log_rows(delta, st.next_seq).map_err(sql_error)?;
-        st.next_seq += rows.num_rows() as i64;
-        let mut out = vec![(Space::log_table(&self.space.spec), rows)];
+        st.next_seq += rows_in(&rows) as i64;
+        let log = Space::log_table(&self.space.spec);
+        let mut out: Vec<_> = rows.into_iter().map(|b| (log.clone(), b)).collect();
         if !self.suppressed.is_empty() {
             let table = &self.space.spec.sources[self.index].table;
             let events: Vec<crate::privacy::Event> = self
@@ -608,5 +647,59 @@ impl Drop for SourceWrite {
         if self.changed && !self.done {
             self.space.mark_stale();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::graph::{GraphConfig, KindSpec};
+    use crate::identity::normalize::{Normalizer, Region};
+
+    /// The whole graph of a large space is more than a `BYTEA` column holds
+    /// (it overflowed at 10 M persons): the log comes in batches, and the
+    /// batches replay into the same graph.
+    #[test]
+    fn a_large_log_comes_in_batches_that_replay() {
+        let config = GraphConfig {
+            kinds: vec![KindSpec {
+                name: "email".into(),
+                normalizer: Normalizer::Email,
+                limit: None,
+                strong: true,
+            }],
+            region: Region::default(),
+            blocklist: Vec::new(),
+            max_links: None,
+        };
+        let mut g = IdentityGraph::new(config.clone(), 1);
+        for i in 0..2_000 {
+            let email = format!("person{}@example.com", i % 1_500);
+            g.add_record(&[(0, email.as_str())], 0, Some(i));
+        }
+        let batches = encode_log(g.full_delta(), 5, 100, 4_096).unwrap();
+        assert!(batches.len() > 3, "{} batches", batches.len());
+        let mut replayed = IdentityGraph::new(config, 1);
+        let mut seq = 5;
+        for b in &batches {
+            let blobs = b.column(1).as_binary::<i32>();
+            let bytes: usize = blobs.iter().flatten().map(<[u8]>::len).sum();
+            assert!(bytes <= 4_096 || b.num_rows() == 1, "{bytes} bytes");
+            for (s, blob) in b
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .iter()
+                .zip(blobs.iter())
+            {
+                assert_eq!(s, Some(seq));
+                seq += 1;
+                replayed
+                    .apply_delta(&decode_entry(blob.unwrap()).unwrap())
+                    .unwrap();
+            }
+        }
+        assert_eq!(replayed.live_profiles(), g.live_profiles());
+        assert_eq!(replayed.values(), g.values());
+        assert_eq!(replayed.stats(), g.stats());
     }
 }

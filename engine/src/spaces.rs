@@ -231,8 +231,10 @@ impl Spaces {
             Err(_) => load.create(&log, log_schema(), TableOptions::default())?,
         };
         let rows = log_rows(graph.take_delta(), 0)?;
-        load.push(log_target, &rows)?;
-        let next_seq = rows.num_rows() as i64;
+        for b in &rows {
+            load.push(log_target, b)?;
+        }
+        let next_seq = crate::space::rows_in(&rows) as i64;
         let key = format!("{KEY_PREFIX}{name}");
         let (catalog, bytes) = engine.catalog_with_extension(&key, Some(encode_def(&spec)?))?;
         load.set_catalog(bytes);

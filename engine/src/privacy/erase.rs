@@ -248,8 +248,10 @@ pub async fn erase(
         let segment_versions = crate::segments::store::scrub(&snapshot, &space, &ids, &mut m)?;
         let delta = st.graph.take_delta();
         let log = log_rows(delta, Space::next_seq(&st))?;
-        Space::take_seq(&mut st, log.num_rows());
-        m.append(&Space::log_table(spec), log);
+        Space::take_seq(&mut st, crate::space::rows_in(&log));
+        for b in log {
+            m.append(&Space::log_table(spec), b);
+        }
 
         // Suppression: every value of the person's but a device other
         // people's records carry too (a family tablet).
