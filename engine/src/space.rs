@@ -87,7 +87,7 @@ pub fn log_schema() -> SchemaRef {
 const LOG_BATCH_BYTES: usize = 256 << 20;
 
 /// Encodes `delta` as log rows numbered from `first_seq`, in batches of
-/// at most [`LOG_BATCH_BYTES`] (one entry larger than that gets a batch of
+/// at most 256 MiB (one entry larger than that gets a batch of
 /// its own).
 pub fn log_rows(delta: GraphDelta, first_seq: i64) -> Result<Vec<RecordBatch>> {
     encode_log(delta, first_seq, LOG_CHUNK, LOG_BATCH_BYTES)
