@@ -48,6 +48,9 @@ pub struct Options {
     /// encrypts every file it will write; an encrypted database opens only
     /// with its key (see `crypt`).
     pub encryption: Option<Key>,
+    /// A segment holds at most this many bytes of one text or binary
+    /// column's values (below Arrow IPC's 2 GiB of 32-bit offsets).
+    pub segment_value_bytes: usize,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             compaction_delete_ratio: 0.2,
             background: true,
             encryption: None,
+            segment_value_bytes: 1 << 30,
         }
     }
 }
@@ -628,14 +632,41 @@ fn decode_ipc(bytes: &[u8], path: &Path) -> Result<RecordBatch> {
     }
 }
 
-/// Writes batches into new segment files of at most `target` rows. Files
-/// it wrote are deleted again if it is dropped without [`SegmentSink::finish`].
+/// The bytes of values of the widest text or binary column of `b` (its
+/// slice only).
+fn value_bytes(b: &RecordBatch) -> usize {
+    use arrow::array::AsArray;
+    b.columns()
+        .iter()
+        .map(|c| {
+            let offsets = match c.data_type() {
+                arrow::datatypes::DataType::Utf8 => c.as_string::<i32>().value_offsets(),
+                arrow::datatypes::DataType::Binary => c.as_binary::<i32>().value_offsets(),
+                _ => return 0,
+            };
+            match (offsets.first(), offsets.last()) {
+                (Some(a), Some(z)) => (z - a).max(0) as usize,
+                _ => 0,
+            }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Writes batches into new segment files of at most `target` rows, and at
+/// most [`Options::segment_value_bytes`] of one column's values: Arrow
+/// IPC's `Utf8`/`Binary` offsets are 32-bit (2 GiB), and a few huge values
+/// (a graph log's entries) reach that long before `target` rows do. Files
+/// it wrote are deleted again if it is dropped without
+/// [`SegmentSink::finish`].
 pub(crate) struct SegmentSink<'a> {
     shared: &'a Shared,
     meta: Arc<TableMeta>,
     target: usize,
+    max_bytes: usize,
     chunk: Vec<RecordBatch>,
     rows: usize,
+    bytes: usize,
     written: Vec<SegmentView>,
     finished: bool,
 }
@@ -646,8 +677,10 @@ impl<'a> SegmentSink<'a> {
             shared,
             meta,
             target,
+            max_bytes: shared.opts.segment_value_bytes.max(1),
             chunk: Vec::new(),
             rows: 0,
+            bytes: 0,
             written: Vec::new(),
             finished: false,
         }
@@ -655,9 +688,20 @@ impl<'a> SegmentSink<'a> {
 
     pub(crate) fn push(&mut self, mut b: RecordBatch) -> Result<()> {
         while b.num_rows() > 0 {
-            let take = (self.target - self.rows).min(b.num_rows());
-            self.chunk.push(b.slice(0, take));
+            let mut take = (self.target - self.rows).min(b.num_rows());
+            let mut piece = b.slice(0, take);
+            // Fewer rows while one column's values would not fit a segment.
+            while take > 1 && value_bytes(&piece) > self.max_bytes {
+                take /= 2;
+                piece = b.slice(0, take);
+            }
+            let bytes = value_bytes(&piece);
+            if self.rows > 0 && self.bytes + bytes > self.max_bytes {
+                self.flush()?;
+            }
+            self.chunk.push(piece);
             self.rows += take;
+            self.bytes += bytes;
             b = b.slice(take, b.num_rows() - take);
             if self.rows >= self.target {
                 self.flush()?;
@@ -693,6 +737,7 @@ impl<'a> SegmentSink<'a> {
         });
         self.chunk.clear();
         self.rows = 0;
+        self.bytes = 0;
         Ok(())
     }
 
