@@ -807,17 +807,16 @@ impl CatalogFunction {
         if self.kind == Lookup::TypeNames {
             // An OID vector as text: "25 25", "[25, 25]" or "{25,25}".
             let types = type_names(&ctx).await?;
-            let vectors = cast(arg, &DataType::Utf8)?;
             let mut out = ListBuilder::new(StringBuilder::new());
-            for v in vectors.as_string::<i32>().iter() {
+            let vectors = ExpandArray::vectors(&[ColumnarValue::Array(Arc::clone(arg))])?;
+            for v in vectors {
                 match v {
                     Some(v) => {
-                        for oid in v
-                            .split(|c: char| !c.is_ascii_digit())
-                            .filter(|o| !o.is_empty())
-                        {
-                            let name = oid.parse::<i64>().ok().and_then(|o| types.get(&o));
-                            out.values().append_value(name.map_or(oid, String::as_str));
+                        for oid in v {
+                            match types.get(&oid) {
+                                Some(name) => out.values().append_value(name),
+                                None => out.values().append_value(oid.to_string()),
+                            }
                         }
                         out.append(true);
                     }

@@ -199,20 +199,31 @@ fn catalog_scalar_subqueries(stmt: &mut ast::Statement) {
     });
 }
 
+/// The column an expression names (`c`, `t.c`), if it names one.
+fn column_of(e: &ast::Expr) -> Option<&ast::Ident> {
+    match e {
+        ast::Expr::Identifier(i) => Some(i),
+        ast::Expr::CompoundIdentifier(parts) => parts.last(),
+        _ => None,
+    }
+}
+
+/// Whether `f` calls the function `name` (with or without a schema).
+fn calls(f: &ast::Function, name: &str) -> bool {
+    f.name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .is_some_and(|i| i.value.eq_ignore_ascii_case(name))
+}
+
 /// `proc.oid = typ.typreceive` (Npgsql, pgjdbc): in PostgreSQL the
 /// `typinput`/`typoutput`/`typreceive`/`typsend` columns are `regproc`, OIDs
 /// shown as names; in the catalog Tessera serves they hold the name, so the
 /// join is made on `proc.proname`.
 fn regproc_joins(stmt: &mut ast::Statement) {
-    fn last(e: &ast::Expr) -> Option<&str> {
-        match e {
-            ast::Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.as_str()),
-            ast::Expr::Identifier(i) => Some(i.value.as_str()),
-            _ => None,
-        }
-    }
     let regproc = |e: &ast::Expr| {
-        last(e).is_some_and(|n| {
+        column_of(e).map(|i| i.value.as_str()).is_some_and(|n| {
             ["typinput", "typoutput", "typreceive", "typsend"]
                 .iter()
                 .any(|c| n.eq_ignore_ascii_case(c))
@@ -260,20 +271,11 @@ fn regproc_joins(stmt: &mut ast::Statement) {
 fn acl_texts(stmt: &mut ast::Statement) {
     let _ = ast::visit_expressions_mut(stmt, |e| {
         if let ast::Expr::Function(f) = &*e
-            && f.name
-                .0
-                .last()
-                .and_then(|p| p.as_ident())
-                .is_some_and(|i| i.value.eq_ignore_ascii_case("array_to_string"))
+            && calls(f, "array_to_string")
             && let ast::FunctionArguments::List(list) = &f.args
             && let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(first))) =
                 list.args.first()
-            && match first {
-                ast::Expr::Identifier(column) => Some(column),
-                ast::Expr::CompoundIdentifier(parts) => parts.last(),
-                _ => None,
-            }
-            .is_some_and(|c| c.value.to_ascii_lowercase().ends_with("acl"))
+            && column_of(first).is_some_and(|c| c.value.to_ascii_lowercase().ends_with("acl"))
         {
             *e = first.clone();
         }
@@ -309,11 +311,7 @@ fn regproc_literal(e: &ast::Expr) -> Option<String> {
     else {
         return None;
     };
-    let column = match left.as_ref() {
-        ast::Expr::Identifier(i) => i,
-        ast::Expr::CompoundIdentifier(parts) => parts.last()?,
-        _ => return None,
-    };
+    let column = column_of(left)?;
     let ast::Expr::Value(v) = right.as_ref() else {
         return None;
     };
@@ -394,12 +392,7 @@ fn session_settings(stmt: &mut ast::Statement) {
 /// its first element: 0 for `pg_index`'s `int2vector`s and `oidvector`s,
 /// 1 for `pg_constraint`'s arrays (`conkey[n]`, pgjdbc's foreign keys).
 fn vector_column(e: &ast::Expr) -> Option<i64> {
-    let column = match e {
-        ast::Expr::Identifier(i) => i,
-        ast::Expr::CompoundIdentifier(parts) => parts.last()?,
-        _ => return None,
-    };
-    let name = column.value.to_ascii_lowercase();
+    let name = column_of(e)?.value.to_ascii_lowercase();
     if [
         "indkey",
         "indoption",
@@ -434,13 +427,7 @@ fn vector_column(e: &ast::Expr) -> Option<i64> {
 fn expand_arrays(stmt: &mut ast::Statement) {
     let _ = ast::visit_expressions_mut(stmt, |e| {
         let text = match &*e {
-            ast::Expr::Function(f)
-                if f.name
-                    .0
-                    .last()
-                    .and_then(|p| p.as_ident())
-                    .is_some_and(|i| i.value.eq_ignore_ascii_case("_pg_expandarray")) =>
-            {
+            ast::Expr::Function(f) if calls(f, "_pg_expandarray") => {
                 let ast::FunctionArguments::List(list) = &f.args else {
                     return std::ops::ControlFlow::<()>::Continue(());
                 };
