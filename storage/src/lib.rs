@@ -100,7 +100,7 @@ pub use bulk::{BulkLoad, LoadTarget};
 pub use crypt::{EncryptedVfs, KEY_CHECK_FILE, Key};
 pub use error::{Error, Result};
 pub use grep::{FindReport, Found};
-pub use idset::IdSet;
+pub use idset::{BatchKey, IdSet, MASK_CACHE_MAX_BITS};
 pub use io::{DirLock, OsVfs, Vfs, WritableFile};
 pub use predicate::{CmpOp, Predicate};
 pub use scan::{

@@ -16,7 +16,7 @@ use arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::idset::IdSet;
+use crate::idset::{BatchKey, IdSet};
 use crate::value::{Value, is_temporal_int};
 use crate::zonemap::ColumnStats;
 
@@ -146,6 +146,13 @@ impl Predicate {
     /// Evaluates the predicate on every row of `batch`, with SQL semantics:
     /// the result is NULL where the predicate is unknown.
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray> {
+        self.evaluate_at(batch, None)
+    }
+
+    /// [`Predicate::evaluate`] of `batch` when it is the batch `at` of an
+    /// immutable segment file: a set of ids answers from what it kept for
+    /// that batch ([`IdSet::evaluate_at`](crate::IdSet::evaluate_at)).
+    pub fn evaluate_at(&self, batch: &RecordBatch, at: Option<BatchKey>) -> Result<BooleanArray> {
         let rows = batch.num_rows();
         let out = match self {
             Predicate::Compare { column, op, value } => {
@@ -159,24 +166,26 @@ impl Predicate {
                 }
                 acc
             }
-            Predicate::InSet { column, set } => set.evaluate(column_of(batch, column)?)?,
+            Predicate::InSet { column, set } => {
+                set.evaluate_at(column_of(batch, column)?, at.map(|k| (column.as_str(), k)))?
+            }
             Predicate::IsNull(c) => is_null(column_of(batch, c)?).map_err(arrow_err)?,
             Predicate::IsNotNull(c) => is_not_null(column_of(batch, c)?).map_err(arrow_err)?,
             Predicate::And(ps) => {
                 let mut acc = BooleanArray::from(vec![true; rows]);
                 for p in ps {
-                    acc = and_kleene(&acc, &p.evaluate(batch)?).map_err(arrow_err)?;
+                    acc = and_kleene(&acc, &p.evaluate_at(batch, at)?).map_err(arrow_err)?;
                 }
                 acc
             }
             Predicate::Or(ps) => {
                 let mut acc = BooleanArray::from(vec![false; rows]);
                 for p in ps {
-                    acc = or_kleene(&acc, &p.evaluate(batch)?).map_err(arrow_err)?;
+                    acc = or_kleene(&acc, &p.evaluate_at(batch, at)?).map_err(arrow_err)?;
                 }
                 acc
             }
-            Predicate::Not(p) => not(&p.evaluate(batch)?).map_err(arrow_err)?,
+            Predicate::Not(p) => not(&p.evaluate_at(batch, at)?).map_err(arrow_err)?,
         };
         Ok(out)
     }

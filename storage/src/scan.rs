@@ -18,6 +18,7 @@ use arrow::ipc::reader::FileDecoder;
 use roaring::RoaringBitmap;
 
 use crate::error::{Error, Result};
+use crate::idset::BatchKey;
 use crate::index::{Selection, select};
 use crate::predicate::Predicate;
 use crate::segment::{Mapped, Segment};
@@ -524,7 +525,7 @@ impl PartitionIter {
                 // picked once: the columns of the other rows (strings
                 // above all) are never copied.
                 (Keep::Rows(rows), Some(pred)) => {
-                    let mask = pred.evaluate(&batch)?;
+                    let mask = pred.evaluate_at(&batch, self.batch_key(i))?;
                     let lo32 = lo as u32;
                     // Ascending, as `rows` is.
                     let kept = RoaringBitmap::from_sorted_iter(rows.iter().filter(|r| {
@@ -538,7 +539,7 @@ impl PartitionIter {
                     (pick(&batch, &kept, lo32)?, Some(kept), false)
                 }
                 (Keep::Rows(rows), None) => (pick(&batch, &rows, lo as u32)?, Some(rows), false),
-                (Keep::All, _) => self.apply_filter(batch, None, lo)?,
+                (Keep::All, _) => self.apply_filter(batch, None, lo, self.batch_key(i))?,
             };
             if batch.num_rows() == 0 {
                 continue;
@@ -557,6 +558,18 @@ impl PartitionIter {
             }
             self.emitted += out.num_rows();
             return Ok(Some(out));
+        }
+    }
+
+    /// Names batch `i` of a segment file, whose rows never change (the
+    /// rows of a segment still in memory have no such name).
+    fn batch_key(&self, i: usize) -> Option<BatchKey> {
+        match &self.part.source {
+            Source::Disk(seg) => Some(BatchKey {
+                segment: seg.id(),
+                batch: u32::try_from(i).ok()?,
+            }),
+            Source::Memory { .. } => None,
         }
     }
 
@@ -640,6 +653,7 @@ impl PartitionIter {
         batch: RecordBatch,
         positions: Option<RoaringBitmap>,
         lo: u64,
+        at: Option<BatchKey>,
     ) -> Result<(RecordBatch, Option<RoaringBitmap>, bool)> {
         let Some(pred) = &self.part.predicate else {
             return Ok((batch, positions, false));
@@ -647,7 +661,7 @@ impl PartitionIter {
         if self.part.selection.is_exact() {
             return Ok((batch, positions, false));
         }
-        let mask = pred.evaluate(&batch)?;
+        let mask = pred.evaluate_at(&batch, at)?;
         if !self.part.row_ids {
             // Only the columns the scan returns are filtered (not those
             // read for the predicate alone): the result is the output.
