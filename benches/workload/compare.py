@@ -3,6 +3,7 @@
     compare.py REPORT.json --tessera BIN [--db DIR] [--runs 3] [--engines duckdb,chdb]
     compare.py REPORT.json --export DIR [--engines duckdb] [--runs 1] --no-unify --check
     compare.py REPORT.json --tessera BIN --postgres [--engines duckdb,chdb]
+    compare.py REPORT.json --tessera BIN --no-queries --no-unify   (then --no-loads)
 
 REPORT.json is what `tessera bench --out` wrote; --db the database that run
 left (the report's `database` by default). Each engine gets the same data
@@ -26,6 +27,12 @@ the same web events (exported from the Tessera database) into PostgreSQL,
 started on loopback, and psql reads them whole as the bench read them from
 Tessera (a cursor-paged SELECT, and COPY … TO STDOUT). --engines may then
 be empty.
+
+The loads are of the formats the report has (`tessera bench --format
+parquet` loads no CSV); each engine's database is measured, then removed.
+--no-loads and --no-queries run one part alone and keep the other part's
+rows in REPORT-compare.json (at 10 M persons the generated files and the
+export do not fit on the disk together: load, delete the files, query).
 
 --export DIR names a folder where those tables already are (as
 `TABLE.parquet`; the test suite writes them through the Database API), so
@@ -156,13 +163,26 @@ def load(engine_cls, data, fmt, path):
     secs = time.perf_counter() - t
     peak = peak_rss_mib()
     e.close()
-    return secs, size(path), peak
+    on_disk = size(path)
+    remove(path)
+    return secs, on_disk, peak
+
+
+def remove(path):
+    """Removes an engine's database (a file, its WAL, or a folder): a 10 M
+    run has no room for one it measured."""
+    for p in (path, path + ".wal"):
+        if os.path.isdir(p):
+            shutil.rmtree(p, ignore_errors=True)
+        elif os.path.exists(p):
+            os.remove(p)
 
 
 def queries(engine_cls, work, export, runs, tmeasure):
     """Runs the ten queries on the exported tables:
     {step: (seconds, answer, same, peak RSS in MiB)}."""
-    e = engine_cls(os.path.join(work, f"queries-{engine_cls.name}"))
+    path = os.path.join(work, f"queries-{engine_cls.name}")
+    e = engine_cls(path)
     for t in SOURCES + ["customers_identifiers"]:
         e.create(t, os.path.join(export, t + ".parquet"), "parquet")
     e.finish_load()
@@ -187,6 +207,7 @@ def queries(engine_cls, work, export, runs, tmeasure):
         theirs = tmeasure[f"query:{name}"]["answer"]
         out[f"query:{name}"] = (statistics.median(times), mine, same(mine, theirs), peak_rss_mib())
     e.close()
+    remove(path)
     return out
 
 
@@ -264,6 +285,12 @@ def main():
     ap.add_argument("--check", action="store_true",
                     help="exit with status 1 when an answer differs from Tessera's")
     ap.add_argument("--db")
+    ap.add_argument("--no-loads", action="store_true",
+                    help="skip loading the generated files (keep the rows of an earlier run)")
+    ap.add_argument("--no-queries", action="store_true",
+                    help="skip the queries over the exported tables (likewise)")
+    ap.add_argument("--work", help="the folder for the engines' databases and the export "
+                    "(a temporary folder by default)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--engines", default="duckdb,chdb")
     ap.add_argument("--no-unify", action="store_true",
@@ -274,10 +301,10 @@ def main():
     db = args.db or report["database"]
     engines = [ENGINES[n] for n in args.engines.split(",") if n]
     tmeasure = {m["name"]: m for m in report["measures"]}
-    work = tempfile.mkdtemp(prefix="workload-compare-")
+    work = tempfile.mkdtemp(prefix="workload-compare-", dir=args.work)
     try:
         export = args.export
-        if export is None:
+        if export is None and not args.no_queries:
             if args.tessera is None:
                 ap.error("give --tessera BIN, or --export DIR")
             export = os.path.join(work, "export")
@@ -285,16 +312,22 @@ def main():
             for t in SOURCES + ["customers_identifiers"]:
                 tessera(args.tessera, db,
                         f"COPY {t} TO '{os.path.join(export, t + '.parquet')}' WITH (FORMAT parquet)")
+        # The formats Tessera's run loaded (`tessera bench --format parquet`
+        # skips CSV, as a 10 M run must for room on disk).
+        formats = [f for f in ("csv", "parquet") if f"load_{f}" in tmeasure and not args.no_loads]
         results = {}
         for cls in engines:
             r = {}
-            for fmt in ("csv", "parquet"):
+            for fmt in formats:
                 secs, disk, peak = load(cls, report["data"], fmt,
                                         os.path.join(work, f"load-{cls.name}-{fmt}"))
                 r[f"load_{fmt}"] = (secs, f"{disk / 1e6:.1f} MB on disk", None, peak)
-            r.update(queries(cls, work, export, args.runs, tmeasure))
+            if not args.no_queries:
+                r.update(queries(cls, work, export, args.runs, tmeasure))
             results[cls.name] = r
-        steps = ["load_csv", "load_parquet"] + [f"query:{n}" for n, _ in QUERIES]
+        steps = [f"load_{f}" for f in formats]
+        if not args.no_queries:
+            steps += [f"query:{n}" for n, _ in QUERIES]
         head = f"{'step':<30} {'Tessera':>9} {'peak':>7}"
         for cls in engines:
             head += f" {cls.name:>9} {'ratio':>14} same {'peak':>7}"
@@ -331,11 +364,24 @@ def main():
         if "duckdb" in [c.name for c in engines] and not args.no_unify:
             out["unify"] = unify(report["data"], args.tessera)
         dest = os.path.splitext(args.report)[0] + "-compare.json"
+        if (args.no_loads or args.no_queries) and os.path.exists(dest):
+            # A part of the comparison run on its own (a 10 M run has no
+            # room for the generated files and the export at once): the
+            # rows measured before are kept.
+            with open(dest) as f:
+                before = json.load(f)
+            mine = {r["step"] for r in out["rows"]}
+            kept = [r for r in before.get("rows", []) if r["step"] not in mine]
+            out["rows"] = kept + out["rows"]
+            for k in ("unify", "stream"):
+                if k not in out and k in before:
+                    out[k] = before[k]
         with open(dest, "w") as f:
             json.dump(out, f, indent=1)
-        sizes = ", ".join(f"{c.name} {results[c.name]['load_parquet'][1]}" for c in engines)
-        print(f"database size after loading: tessera {report['database_bytes'] / 1e6:.1f} MB "
-              f"(after the whole run), {sizes}")
+        if "parquet" in formats:
+            sizes = ", ".join(f"{c.name} {results[c.name]['load_parquet'][1]}" for c in engines)
+            print(f"database size after loading: tessera {report['database_bytes'] / 1e6:.1f} MB "
+                  f"(after the whole run), {sizes}")
         print(f"versions: {out['versions']}; written to {dest}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

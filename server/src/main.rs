@@ -177,8 +177,13 @@ enum Command {
         /// Which files to generate and load: both (CSV and Parquet, each
         /// loaded into a database of its own) or parquet (about half the
         /// disk; no CSV load is measured).
-        #[arg(long, default_value = "both", value_parser = ["both", "parquet"], conflicts_with = "compare")]
+        #[arg(long, default_value = "both", value_parser = ["both", "parquet"])]
         format: String,
+        /// Run one step again on the database an earlier run left, and put
+        /// it into that run's report (given by --out): stream (the wire
+        /// step, e.g. after a run with --no-stream).
+        #[arg(long, value_parser = ["stream"], requires = "out", conflicts_with = "compare")]
+        only: Option<String>,
     },
     /// Create a database of sample customer data and query it.
     Demo {
@@ -406,6 +411,7 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
             compare,
             no_stream,
             format,
+            only,
         } => {
             let key = keys::resolve(key_file).map_err(|e| {
                 eprintln!("{}", print::error(&e));
@@ -433,7 +439,13 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                     eprintln!("bench: {name}");
                 }
             };
-            let report = bench::run(&opts, &mut progress).map_err(|e| {
+            let report = match (&only, &json) {
+                // The only step there is: streaming over the wire, into the
+                // report at --out (which it rewrites).
+                (Some(_), Some(path)) => bench::rerun_stream(path, opts.key.clone(), runs),
+                _ => bench::run(&opts, &mut progress),
+            }
+            .map_err(|e| {
                 eprintln!("{}", print::error(&e));
                 ExitCode::FAILURE
             })?;
@@ -441,6 +453,10 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 eprintln!("ERROR:  {e}");
                 ExitCode::FAILURE
             })?;
+            if let (Some(_), Some(path)) = (&only, &json) {
+                println!("report written to {}", path.display());
+                return Ok(());
+            }
             let json =
                 json.or_else(|| (!compare.is_empty()).then(|| opts.work.join("report.json")));
             if let Some(path) = &json {

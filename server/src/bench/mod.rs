@@ -188,6 +188,42 @@ pub fn run(opts: &BenchOptions, progress: Progress<'_>) -> Result<Report> {
     })
 }
 
+/// Streams over the wire again on the database the report at `path` names
+/// (a run with `--no-stream`, or one to measure anew), replaces the
+/// report's streaming rows with the new ones and writes it back.
+pub fn rerun_stream(path: &Path, key: Option<Key>, runs: usize) -> Result<Report> {
+    let io = |what: &str, e: std::io::Error| {
+        EngineError::Io(std::io::Error::new(
+            e.kind(),
+            format!("{what} {}: {e}", path.display()),
+        ))
+    };
+    let bytes = std::fs::read(path).map_err(|e| io("cannot read the report", e))?;
+    let mut report: Report = serde_json::from_slice(&bytes).map_err(|e| {
+        EngineError::InvalidOption(format!(
+            "{} is not a report tessera bench wrote: {e}",
+            path.display()
+        ))
+    })?;
+    if !stream::psql_available() {
+        return Err(EngineError::InvalidOption(
+            "the streaming step needs psql (postgresql-client)".into(),
+        ));
+    }
+    let db = open_with_key(Path::new(&report.database), key, EngineOptions::default())?;
+    memory::reset_peak();
+    let measures = stream::measure(&db, runs)?;
+    drop(db);
+    report
+        .measures
+        .retain(|m| !measures.iter().any(|n| n.name == m.name));
+    report.measures.extend(measures);
+    let text = serde_json::to_string_pretty(&report)
+        .map_err(|e| EngineError::InvalidOption(format!("cannot write the report: {e}")))?;
+    std::fs::write(path, text + "\n").map_err(|e| io("cannot write the report", e))?;
+    Ok(report)
+}
+
 /// Creates the sources in a new database at `dir` and loads them from the
 /// generator's `format` files.
 fn load(dir: &Path, data: &Path, format: &str, key: &Option<Key>) -> Result<Measure> {

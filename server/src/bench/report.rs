@@ -2,10 +2,10 @@
 
 use std::io::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One measured step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measure {
     /// What was measured (`load_parquet`, `unify`, `query:rfm`, …).
     pub name: String,
@@ -22,7 +22,7 @@ pub struct Measure {
 }
 
 /// The whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// `tessera <version>`.
     pub engine: String,

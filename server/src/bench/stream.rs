@@ -11,6 +11,7 @@ use tessera_engine::{Database, EngineError, Result};
 
 use super::{Measure, memory, report};
 use crate::serve::network_runtime;
+use crate::wire::roles::{Role, Roles, Verifier, generate_password};
 use crate::wire::{ServeConfig, Server};
 
 /// The result streamed: every web event, every column.
@@ -40,15 +41,45 @@ pub fn measure(db: &Database, runs: usize) -> Result<Vec<Measure>> {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..ServeConfig::default()
     };
-    let user = config.admin_user.clone();
+    let mut user = config.admin_user.clone();
     let (server, password) = rt
         .block_on(Server::bind(db, config, None))
         .map_err(wire_error)?;
-    let Some(password) = password else {
-        return Err(wire_error(
-            "the bench database already has roles; the streaming step needs a fresh one",
-        ));
+    // A database served before has roles: the step logs in as a superuser
+    // of its own, removed when it is done.
+    let roles = Roles::new(db);
+    let (password, temporary) = match password {
+        Some(p) => (p, None),
+        None => {
+            let name = format!("tessera_bench_{}", generate_password().to_lowercase());
+            let password = generate_password();
+            roles
+                .put(&Role {
+                    name: name.clone(),
+                    superuser: true,
+                    login: true,
+                    verifier: Verifier::new(&password).encode(),
+                    grants: Default::default(),
+                })
+                .map_err(wire_error)?;
+            user = name.clone();
+            (password, Some(name))
+        }
     };
+    let measured = stream(&rt, server, &user, &password, runs);
+    if let Some(name) = temporary {
+        roles.remove(&name).map_err(wire_error)?;
+    }
+    measured
+}
+
+fn stream(
+    rt: &tokio::runtime::Runtime,
+    server: Server,
+    user: &str,
+    password: &str,
+    runs: usize,
+) -> Result<Vec<Measure>> {
     let addr = server.addr;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = rt.spawn(server.run(async {
@@ -62,9 +93,9 @@ pub fn measure(db: &Database, runs: usize) -> Result<Vec<Measure>> {
         let mut child = Command::new("psql")
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-            .args(["-U", &user, "-d", "tessera"])
+            .args(["-U", user, "-d", "tessera"])
             .args(extra)
-            .env("PGPASSWORD", &password)
+            .env("PGPASSWORD", password)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -372,6 +372,38 @@ fn the_bench_runs_the_whole_workload_and_reports_every_step() {
     assert!(install.success(), "the Python environment installs");
     let report_file = plain.path().join("report.json");
     std::fs::write(&report_file, serde_json::to_vec(&plain_report).unwrap()).unwrap();
+    // The wire step alone, on the database a run without it left, added to
+    // that run's report (`tessera bench --only stream --out FILE`).
+    if tessera_server::bench::stream::psql_available() {
+        let events = plain_report
+            .tables
+            .iter()
+            .find(|t| t.0 == "web_events")
+            .unwrap()
+            .1;
+        let rerun = bench::rerun_stream(&report_file, None, 1).unwrap();
+        let written: bench::Report =
+            serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+        for r in [&rerun, &written] {
+            assert_eq!(r.measures.len(), plain_report.measures.len() + 2);
+            for step in ["stream_select_psql", "stream_copy_psql"] {
+                let m = r.measures.iter().find(|m| m.name == step).unwrap();
+                assert_eq!(m.rows, events + bench::APPEND_ROWS as u64, "{step}");
+            }
+        }
+        // Again, on a database that has roles now: the step logs in as a
+        // superuser of its own, removed after; its rows are replaced.
+        let served = bench::rerun_stream(&report_file, None, 1).unwrap();
+        assert_eq!(served.measures.len(), plain_report.measures.len() + 2);
+        {
+            let db = Database::open(plain.path().join("db")).unwrap();
+            let roles = tessera_server::wire::roles::Roles::new(&db).all();
+            assert_eq!(roles.len(), 1, "only the first serving's superuser");
+            assert!(!roles[0].name.starts_with("tessera_bench_"));
+        }
+        let e = bench::rerun_stream(&export.join("orders.parquet"), None, 1).unwrap_err();
+        assert_eq!(e.sqlstate(), "22023");
+    }
     let out = std::process::Command::new(root.join(".venv/bin/python"))
         .arg(root.join("benches/workload/compare.py"))
         .arg(&report_file)
