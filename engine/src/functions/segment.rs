@@ -245,6 +245,8 @@ impl InSegmentFilter {
     }
 
     /// The stored ids of `space` that map to `members` of segment `name`.
+    /// A refresh that left them as they were (a scheduled refresh with no
+    /// new rows, say) keeps the set, with the answers it kept per file.
     fn set(&self, name: &str, members: Arc<RoaringBitmap>, space: &Space) -> IdSet {
         let mut sets = self.sets.lock();
         if let Some((m, set)) = sets.get(name)
@@ -252,7 +254,11 @@ impl InSegmentFilter {
         {
             return set.clone();
         }
-        let set = IdSet::new(Arc::new(space.stored_ids(&members)));
+        let ids = space.stored_ids(&members);
+        let set = match sets.get(name) {
+            Some((_, old)) if *old.ids() == ids => old.clone(),
+            _ => IdSet::new(Arc::new(ids)),
+        };
         sets.insert(name.to_string(), (members, set.clone()));
         set
     }
