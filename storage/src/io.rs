@@ -87,6 +87,10 @@ impl WritableFile for OsFile {
     }
 }
 
+/// How long opening waits for a directory lock that is being let go
+/// before it says the database is in use.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[derive(Debug)]
 struct OsLock {
     _file: File,
@@ -186,6 +190,12 @@ impl Vfs for OsVfs {
         fs::set_permissions(path, perms).map_err(|e| Error::io("chmod", path, e))
     }
 
+    /// Takes `LOCK` with `flock`, waiting up to 250 ms (`LOCK_WAIT`) for a holder
+    /// that is letting go. A process that spawns another one while it
+    /// closes a database keeps the lock for an instant after the close:
+    /// between fork and exec the child holds a copy of every descriptor
+    /// (close-on-exec acts at exec), and with it the lock; reopening right
+    /// away then finds the lock held though no one uses the database.
     fn lock(&self, dir: &Path) -> Result<Box<dyn DirLock>> {
         let path = dir.join("LOCK");
         let file = OpenOptions::new()
@@ -194,10 +204,39 @@ impl Vfs for OsVfs {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Box::new(OsLock { _file: file })),
-            Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_path_buf())),
-            Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Box::new(OsLock { _file: file })),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Locked(dir.to_path_buf()));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_being_let_go_is_waited_for_and_a_held_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = OsVfs.lock(dir.path()).unwrap();
+        let e = OsVfs.lock(dir.path()).unwrap_err();
+        assert!(matches!(e, Error::Locked(_)), "{e}");
+        // Let go while another open is waiting: it gets the lock.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            drop(held);
+        });
+        let taken = OsVfs.lock(dir.path());
+        release.join().unwrap();
+        assert!(taken.is_ok());
     }
 }
