@@ -70,9 +70,6 @@ pub fn run(opts: &BenchOptions, progress: Progress<'_>) -> Result<Report> {
         done += 1;
         memory::reset_peak();
     };
-    let io = |what: &str, e: std::io::Error| {
-        EngineError::Io(std::io::Error::new(e.kind(), format!("{what}: {e}")))
-    };
     std::fs::create_dir_all(&opts.work).map_err(|e| io("cannot create the work folder", e))?;
 
     step("generate data");
@@ -192,13 +189,8 @@ pub fn run(opts: &BenchOptions, progress: Progress<'_>) -> Result<Report> {
 /// (a run with `--no-stream`, or one to measure anew), replaces the
 /// report's streaming rows with the new ones and writes it back.
 pub fn rerun_stream(path: &Path, key: Option<Key>, runs: usize) -> Result<Report> {
-    let io = |what: &str, e: std::io::Error| {
-        EngineError::Io(std::io::Error::new(
-            e.kind(),
-            format!("{what} {}: {e}", path.display()),
-        ))
-    };
-    let bytes = std::fs::read(path).map_err(|e| io("cannot read the report", e))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| io(&format!("cannot read the report {}", path.display()), e))?;
     let mut report: Report = serde_json::from_slice(&bytes).map_err(|e| {
         EngineError::InvalidOption(format!(
             "{} is not a report tessera bench wrote: {e}",
@@ -220,8 +212,14 @@ pub fn rerun_stream(path: &Path, key: Option<Key>, runs: usize) -> Result<Report
     report.measures.extend(measures);
     let text = serde_json::to_string_pretty(&report)
         .map_err(|e| EngineError::InvalidOption(format!("cannot write the report: {e}")))?;
-    std::fs::write(path, text + "\n").map_err(|e| io("cannot write the report", e))?;
+    std::fs::write(path, text + "\n")
+        .map_err(|e| io(&format!("cannot write the report {}", path.display()), e))?;
     Ok(report)
+}
+
+/// An I/O error, saying what was being done.
+fn io(what: &str, e: std::io::Error) -> EngineError {
+    EngineError::Io(std::io::Error::new(e.kind(), format!("{what}: {e}")))
 }
 
 /// Creates the sources in a new database at `dir` and loads them from the

@@ -11,7 +11,7 @@ use tessera_engine::{Database, EngineError, Result};
 
 use super::{Measure, memory, report};
 use crate::serve::network_runtime;
-use crate::wire::roles::{Role, Roles, Verifier, generate_password};
+use crate::wire::roles::{Roles, generate_password};
 use crate::wire::{ServeConfig, Server};
 
 /// The result streamed: every web event, every column.
@@ -53,15 +53,7 @@ pub fn measure(db: &Database, runs: usize) -> Result<Vec<Measure>> {
         None => {
             let name = format!("tessera_bench_{}", generate_password().to_lowercase());
             let password = generate_password();
-            roles
-                .put(&Role {
-                    name: name.clone(),
-                    superuser: true,
-                    login: true,
-                    verifier: Verifier::new(&password).encode(),
-                    grants: Default::default(),
-                })
-                .map_err(wire_error)?;
+            roles.put_superuser(&name, &password).map_err(wire_error)?;
             user = name.clone();
             (password, Some(name))
         }

@@ -239,6 +239,17 @@ impl Roles {
         Ok(())
     }
 
+    /// Stores a superuser `name` who logs in with `password`, durably.
+    pub fn put_superuser(&self, name: &str, password: &str) -> Result<(), WireError> {
+        self.put(&Role {
+            name: name.to_string(),
+            superuser: true,
+            login: true,
+            verifier: Verifier::new(password).encode(),
+            grants: BTreeSet::new(),
+        })
+    }
+
     /// On a database without roles, creates the superuser `name` with
     /// `password` (or a generated one, returned so that it can be shown
     /// once). Returns `None` when roles exist already.
@@ -251,13 +262,7 @@ impl Roles {
             return Ok(None);
         }
         let password = password.unwrap_or_else(generate_password);
-        self.put(&Role {
-            name: name.to_string(),
-            superuser: true,
-            login: true,
-            verifier: Verifier::new(&password).encode(),
-            grants: BTreeSet::new(),
-        })?;
+        self.put_superuser(name, &password)?;
         // The owner the catalog shows of every object.
         self.db
             .engine()
