@@ -8,9 +8,21 @@ use std::time::Duration;
 
 use super::{rss, runtime, sqlstate};
 
+/// A running `serve-child`. Its standard input is a pipe this struct holds
+/// (the server exits when it closes), and dropping it kills a server that
+/// `stop` has not stopped: a failing test leaves no process behind.
 struct Child {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 fn serve(db: &std::path::Path, password: Option<&str>) -> (Child, u16, Vec<String>) {
@@ -45,6 +57,9 @@ fn command(db: &std::path::Path, password: Option<&str>, args: &[&str]) -> Comma
 
 /// Starts the server and waits for its address.
 fn start(mut cmd: Command) -> (Child, u16, Vec<String>) {
+    // The server exits when this pipe closes (see `Child`).
+    cmd.stdin(Stdio::piped())
+        .env("SERVE_CHILD_WATCH_STDIN", "1");
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -101,7 +116,18 @@ fn stop(mut c: Child) -> Vec<String> {
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = c.child.wait().unwrap();
+    // Not `wait`, which would close the server's standard input first.
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = c.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the server did not stop within 2 minutes of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(exit.success(), "{exit:?}");
     c.lines.try_iter().collect()
 }
@@ -255,10 +281,15 @@ fn a_large_result_streams_through_both_protocols_in_bounded_memory() {
         let c = client(port, "pw").await.unwrap();
         c.batch_execute(&format!(
             "CREATE TABLE wide (id BIGINT NOT NULL, payload TEXT);
-             INSERT INTO wide SELECT value, repeat('x', 150) || value FROM generate_series(1, {ROWS})"
+             INSERT INTO wide SELECT value, repeat('x', 150) || value FROM generate_series(1, {ROWS});
+             COMPACT wide"
         ))
         .await
         .unwrap();
+        // COMPACT first writes the inserted rows out and merges the small
+        // segments now, not in the background while the rows stream: a
+        // merge gathers a whole segment of rows (up to ~170 MB here) before
+        // writing it, which is the store's memory, not the stream's.
         // The result is about 250 MB on the wire; the server must never
         // hold it whole, neither for the extended protocol's Execute (which
         // pgwire itself would gather) nor for a simple query.

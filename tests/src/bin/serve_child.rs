@@ -3,6 +3,11 @@
 //! `tessera` binary, with `--db PATH [--listen ADDR] [--memory-limit-mb N]`.
 //! (Cargo builds a package's binaries only for that package's tests, so the
 //! tests cannot rely on `target/…/tessera` being there.)
+//!
+//! With `SERVE_CHILD_WATCH_STDIN=1` it exits as soon as its standard input
+//! closes: the tests that start a server hold the other end, so a test that panics, or a test process that is killed, never
+//! leaves a server behind (one that would keep the pipe of the CI's log
+//! open and the CI waiting on it).
 
 #![allow(clippy::print_stdout)]
 
@@ -11,6 +16,16 @@ use std::process::ExitCode;
 use tessera_server::serve::{self, FileConfig};
 
 fn main() -> ExitCode {
+    if std::env::var_os("SERVE_CHILD_WATCH_STDIN").is_some_and(|v| v == "1") {
+        std::thread::spawn(|| {
+            use std::io::Read;
+            let mut sink = [0u8; 64];
+            let mut stdin = std::io::stdin();
+            while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+            eprintln!("serve-child: standard input closed, the test is gone; exiting");
+            std::process::exit(3);
+        });
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut db = None;
     let mut config = FileConfig::default();
