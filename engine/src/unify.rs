@@ -24,10 +24,10 @@ use tessera_sql::datafusion::arrow::compute::cast;
 use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use tessera_sql::datafusion::sql::sqlparser::ast::{ObjectName, Value};
 use tessera_sql::parser::{Unify, UnifyOption};
-use tessera_sql::storage::{ScanOptions, Store};
+use tessera_sql::storage::{ScanOptions, ScanPartition, Store};
 
 use crate::error::{EngineError, Result};
-use crate::identity::graph::{GraphConfig, IdentityGraph, KindSpec};
+use crate::identity::graph::{GraphConfig, IdentityGraph, JunkDetector, KindSpec};
 use crate::identity::normalize::{Normalizer, Region};
 
 /// A source table of a profile space.
@@ -486,25 +486,7 @@ pub fn resolve_all(
 ) -> Result<(IdentityGraph, Vec<u64>)> {
     let mut graph = IdentityGraph::new(spec.config.clone(), spec.sources.len());
     if spec.config.max_links.is_some() {
-        let mut detector = graph.junk_detector();
-        for s in &spec.sources {
-            let table = snapshot.table(&s.table)?;
-            let mut columns: Vec<String> = Vec::new();
-            for (_, c) in &s.columns {
-                if !columns.contains(c) {
-                    columns.push(c.clone());
-                }
-            }
-            let scan = table.scan(&ScanOptions {
-                projection: Some(columns),
-                ..ScanOptions::default()
-            })?;
-            for part in scan.partitions {
-                for batch in part {
-                    for_each_row(&batch?, s, None, |raw, _| detector.observe(&graph, raw))?;
-                }
-            }
-        }
+        let detector = detect_junk(snapshot, spec, &graph)?;
         detector.apply(&mut graph);
     }
     let mut records = Vec::with_capacity(spec.sources.len());
@@ -524,6 +506,63 @@ pub fn resolve_all(
         records.push(n);
     }
     Ok((graph, records))
+}
+
+/// The junk-detection pass of [`resolve_all`]: every record's strong
+/// identifiers observed, in source and storage order, on two threads (the
+/// first half of the rows on one, the second on the other, merged in that
+/// order: the same detector as one pass). Nothing else runs during it.
+fn detect_junk(
+    snapshot: &tessera_sql::storage::Snapshot,
+    spec: &UnifySpec,
+    graph: &IdentityGraph,
+) -> Result<JunkDetector> {
+    let mut work: Vec<(usize, ScanPartition)> = Vec::new();
+    for (i, s) in spec.sources.iter().enumerate() {
+        let mut columns: Vec<String> = Vec::new();
+        for (_, c) in &s.columns {
+            if !columns.contains(c) {
+                columns.push(c.clone());
+            }
+        }
+        let scan = snapshot.table(&s.table)?.scan(&ScanOptions {
+            projection: Some(columns),
+            ..ScanOptions::default()
+        })?;
+        work.extend(scan.partitions.into_iter().map(|p| (i, p)));
+    }
+    let total: u64 = work.iter().map(|(_, p)| p.source_rows()).sum();
+    let mut seen = 0u64;
+    let split = work
+        .iter()
+        .position(|(_, p)| {
+            seen += p.source_rows();
+            2 * seen > total
+        })
+        .map_or(work.len(), |i| i + 1);
+    let later = work.split_off(split.min(work.len()));
+    let observe = |items: Vec<(usize, ScanPartition)>| -> Result<JunkDetector> {
+        let mut detector = graph.junk_detector();
+        for (i, part) in items {
+            for batch in part {
+                for_each_row(&batch?, &spec.sources[i], None, |raw, _| {
+                    detector.observe(graph, raw)
+                })?;
+            }
+        }
+        Ok(detector)
+    };
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| observe(later));
+        let first = observe(work);
+        let second = second
+            .join()
+            .map_err(|_| EngineError::Io(std::io::Error::other("UNIFY's junk detection panicked")));
+        (first, second)
+    });
+    let mut detector = first?;
+    detector.merge(second??);
+    Ok(detector)
 }
 
 /// A statement's timer and the report it fills.

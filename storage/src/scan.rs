@@ -203,6 +203,15 @@ impl ScanPartition {
         }
     }
 
+    /// Rows of the segment it reads (before deletions, selection and
+    /// filter): what the partition costs to go through, for splitting work.
+    pub fn source_rows(&self) -> u64 {
+        match &self.source {
+            Source::Disk(s) => s.rows(),
+            Source::Memory { batches, .. } => batches.iter().map(|b| b.num_rows() as u64).sum(),
+        }
+    }
+
     /// Whether the partition reads an in-memory segment.
     pub fn in_memory(&self) -> bool {
         matches!(self.source, Source::Memory { .. })

@@ -193,6 +193,18 @@ const NO_FIRST: i64 = i64::MAX;
 /// "No time": the last-seen counterpart.
 const NO_LAST: i64 = i64::MIN;
 
+/// A `(kind, value)` key looked up in a map keyed by `(u8, String)`
+/// without allocating a `String`: it hashes as the tuple does (the kind,
+/// then the text as `str` hashes it, which is how `String` hashes).
+#[derive(Hash)]
+struct KindValue<'a>(u8, &'a str);
+
+impl hashbrown::Equivalent<(u8, String)> for KindValue<'_> {
+    fn equivalent(&self, key: &(u8, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 impl IdentityGraph {
     /// An empty graph whose records come from `sources` source tables.
     pub fn new(config: GraphConfig, sources: usize) -> Self {
@@ -378,7 +390,7 @@ impl IdentityGraph {
             let Some(norm) = spec.normalizer.apply(v, self.config.region) else {
                 continue;
             };
-            if self.junk.contains_key(&(k8, norm.clone())) {
+            if self.junk.contains_key(&KindValue(k8, &norm)) {
                 continue;
             }
             if !out.iter().any(|(ok, ov)| *ok == k8 && *ov == norm) {
@@ -892,6 +904,52 @@ mod tests {
                 && v == "walkin@shop.fr"
                 && *r == JunkReason::TooManyLinks)
         );
+    }
+
+    #[test]
+    fn junk_detection_split_in_two_and_merged_equals_one_pass() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        // Shared placeholders among many customers, so several values pass
+        // max_links, some seen first late in the records.
+        let records: Vec<Vec<(usize, String)>> = (0..400)
+            .map(|i| {
+                let mut r = vec![(C, format!("c{}", rng.random_range(0..120)))];
+                if rng.random_bool(0.7) {
+                    let e = match rng.random_range(0..10) {
+                        0 => format!("shared{}@shop.fr", rng.random_range(0..3)),
+                        _ => format!("p{}@mail.fr", rng.random_range(0..150)),
+                    };
+                    r.push((E, e));
+                }
+                if i > 200 && rng.random_bool(0.3) {
+                    r.push((P, format!("07{:08}", rng.random_range(0..4))));
+                }
+                r
+            })
+            .collect();
+        let borrowed: Vec<Vec<(usize, &str)>> = records
+            .iter()
+            .map(|r| r.iter().map(|(k, v)| (*k, v.as_str())).collect())
+            .collect();
+        let mut one = IdentityGraph::new(config(false), 1);
+        let found = one.detect_junk(borrowed.iter().map(Vec::as_slice));
+        assert!(found >= 3, "{found}");
+        let want = one.take_delta().junk;
+        for split in [0, 1, 150, 201, 399, 400] {
+            let mut two = IdentityGraph::new(config(false), 1);
+            let mut first = two.junk_detector();
+            let mut second = two.junk_detector();
+            for r in &borrowed[..split] {
+                first.observe(&two, r);
+            }
+            for r in &borrowed[split..] {
+                second.observe(&two, r);
+            }
+            first.merge(second);
+            assert_eq!(first.apply(&mut two), found, "split at {split}");
+            assert_eq!(two.take_delta().junk, want, "split at {split}");
+        }
     }
 
     /// Everything observable of a graph, for comparing two.

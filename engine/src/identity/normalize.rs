@@ -204,14 +204,14 @@ pub fn phone(raw: &str, region: Region) -> Option<String> {
     let e164 = if international {
         // "+33 (0)6 …": a trunk 0 written after the country code.
         for r in REGIONS {
-            let cc = r.calling_code.to_string();
-            if let Some(rest) = digits.strip_prefix(&cc)
-                && !r.keeps_trunk
+            if !r.keeps_trunk
                 && r.trunk == Some('0')
+                && let Some(rest) = strip_code(&digits, r.calling_code)
                 && rest.starts_with('0')
                 && (r.lengths.0..=r.lengths.1).contains(&(rest.len() - 1))
             {
-                digits = format!("{cc}{}", &rest[1..]);
+                let cc = digits.len() - rest.len();
+                digits = format!("{}{}", &digits[..cc], &rest[1..]);
                 break;
             }
         }
@@ -230,6 +230,27 @@ pub fn phone(raw: &str, region: Region) -> Option<String> {
         return None;
     }
     Some(format!("+{e164}"))
+}
+
+/// `digits` after the decimal digits of `code`, if it starts with them
+/// (without formatting `code` into a new string for every region tried).
+fn strip_code(digits: &str, code: u16) -> Option<&str> {
+    let mut buf = [0u8; 5];
+    let mut at = buf.len();
+    let mut n = code;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let code = &buf[at..];
+    digits
+        .as_bytes()
+        .starts_with(code)
+        .then(|| &digits[code.len()..])
 }
 
 /// Values that identify nobody: placeholders typed into forms, test data,
@@ -292,7 +313,7 @@ pub fn builtin_junk(kind: Normalizer, v: &str) -> bool {
             tail.chars().all(|c| Some(c) == first)
                 || ["123456789", "012345678", "987654321"].contains(&nine)
         }
-        Normalizer::Trim => ANY.contains(&v.to_ascii_lowercase().as_str()),
+        Normalizer::Trim => ANY.iter().any(|j| j.eq_ignore_ascii_case(v)),
     }
 }
 
@@ -330,6 +351,19 @@ mod tests {
         ] {
             assert_eq!(email(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn calling_codes_are_stripped_by_their_digits() {
+        assert_eq!(strip_code("33612345678", 33), Some("612345678"));
+        assert_eq!(strip_code("3531234567", 353), Some("1234567"));
+        assert_eq!(strip_code("1415", 1), Some("415"));
+        assert_eq!(strip_code("3", 33), None);
+        assert_eq!(strip_code("34612345678", 33), None);
+        assert_eq!(
+            phone("+353 (0)87 123 4567", fr()).as_deref(),
+            Some("+353871234567")
+        );
     }
 
     #[test]

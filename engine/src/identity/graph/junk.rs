@@ -32,12 +32,37 @@ impl JunkDetector {
                 self.pairs.push((*b, *a));
             }
         }
-        // Keep memory bounded by the distinct pairs (twice at most).
+        self.keep_bounded();
+    }
+
+    /// Keeps memory bounded by the distinct pairs (twice at most).
+    fn keep_bounded(&mut self) {
         if self.pairs.len() > self.compact_at.max(1 << 24) {
             self.pairs.sort_unstable();
             self.pairs.dedup();
             self.compact_at = 2 * self.pairs.len();
         }
+    }
+
+    /// Adds what `later` observed, as if its records had been observed by
+    /// this detector after its own: values new to this one are numbered in
+    /// the order `later` first saw them, so splitting the records in two
+    /// ordered halves and merging gives the same detector as one pass.
+    pub fn merge(&mut self, later: JunkDetector) {
+        let mut theirs: Vec<((u8, String), u32)> = later.ids.into_iter().collect();
+        theirs.sort_unstable_by_key(|(_, n)| *n);
+        let mut map = vec![0u32; theirs.len()];
+        for (key, n) in theirs {
+            let next = self.ids.len() as u32;
+            map[n as usize] = *self.ids.entry(key).or_insert(next);
+        }
+        self.pairs.extend(
+            later
+                .pairs
+                .into_iter()
+                .map(|(a, b)| (map[a as usize], map[b as usize])),
+        );
+        self.keep_bounded();
     }
 
     /// Marks the values linked to more than `max_links` others as junk in
