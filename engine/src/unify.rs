@@ -540,7 +540,7 @@ fn detect_junk(
             2 * seen > total
         })
         .map_or(work.len(), |i| i + 1);
-    let later = work.split_off(split.min(work.len()));
+    let later = work.split_off(split);
     let observe = |items: Vec<(usize, ScanPartition)>| -> Result<JunkDetector> {
         let mut detector = graph.junk_detector();
         for (i, part) in items {

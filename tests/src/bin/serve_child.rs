@@ -5,9 +5,10 @@
 //! tests cannot rely on `target/…/tessera` being there.)
 //!
 //! With `SERVE_CHILD_WATCH_STDIN=1` it exits as soon as its standard input
-//! closes: the tests that start a server hold the other end, so a test that panics, or a test process that is killed, never
-//! leaves a server behind (one that would keep the pipe of the CI's log
-//! open and the CI waiting on it).
+//! closes: the tests that start a server hold the other end, so a test
+//! that panics, or a test process that is killed, never leaves a server
+//! behind (one that would keep the pipe of the CI's log open and the CI
+//! waiting on it).
 
 #![allow(clippy::print_stdout)]
 
