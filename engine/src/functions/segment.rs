@@ -222,6 +222,69 @@ impl ScalarUDFImpl for InSegment {
     }
 }
 
+/// `profile_id` is one of a set of profiles fixed when the expression is
+/// built. Not a function a statement can name: the engine builds it for
+/// one plan (an incremental refresh recomputing the profiles that new rows
+/// touched, [`crate::segments::incremental`]), and [`InSegmentFilter`]
+/// pushes it into the scan of a source as a probe of the stored ids.
+#[derive(Debug)]
+pub struct InProfiles {
+    /// Current profile ids.
+    members: Arc<RoaringBitmap>,
+    /// The stored ids that map to them.
+    stored: IdSet,
+    /// The storage names of the space's sources.
+    sources: Vec<String>,
+    signature: Signature,
+}
+
+crate::udf_identity!(InProfiles, "tessera_in_profiles", members);
+
+impl InProfiles {
+    /// `id IN members`, for `members` (current profiles) of `space`.
+    pub fn expr(space: &Space, members: RoaringBitmap, id: Expr) -> Expr {
+        let stored = IdSet::new(Arc::new(space.stored_ids(&members)));
+        let f = Self {
+            members: Arc::new(members),
+            stored,
+            sources: space.spec.sources.iter().map(|s| s.table.clone()).collect(),
+            signature: Signature::any(1, Volatility::Stable),
+        };
+        let udf = tessera_sql::datafusion::logical_expr::ScalarUDF::new_from_impl(f);
+        Expr::ScalarFunction(
+            tessera_sql::datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                Arc::new(udf),
+                vec![id],
+            ),
+        )
+    }
+}
+
+impl ScalarUDFImpl for InProfiles {
+    fn name(&self) -> &str {
+        "tessera_in_profiles"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let ids = cast(&arrays[0], &DataType::Int64)?;
+        let out: BooleanArray = ids
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map(|id| u32::try_from(id).is_ok_and(|id| self.members.contains(id))))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
 /// `in_segment(profile_id, 'name')` pushed into the scan of a source of
 /// the segment's space: the stored profile id is one of those that map to
 /// a member ([`Space::stored_ids`]), which the storage engine evaluates on
@@ -269,6 +332,20 @@ impl tessera_sql::hook::MappedFilter for InSegmentFilter {
         let Expr::ScalarFunction(call) = filter else {
             return None;
         };
+        if let Some(f) = call.func.inner().as_ref().downcast_ref::<InProfiles>() {
+            return match call.args.as_slice() {
+                [Expr::Column(c)]
+                    if c.name == crate::unify::PROFILE_ID
+                        && f.sources.iter().any(|s| s == table) =>
+                {
+                    Some(tessera_sql::storage::Predicate::InSet {
+                        column: c.name.clone(),
+                        set: f.stored.clone(),
+                    })
+                }
+                _ => None,
+            };
+        }
         if call.name() != "in_segment" {
             return None;
         }

@@ -744,13 +744,32 @@ impl Segments {
         let Some(plan) = incremental::row_plan(engine, space, q).await else {
             return Ok(None);
         };
-        let rows = incremental::rows_for(&plan, &appended);
-        // Should the plan not run over the kept rows, a full run still can.
-        let Ok(out) = incremental::run_over(engine, &plan, rows).await else {
-            return Ok(None);
-        };
         let mut members = as_current(space, &seg.latest.members);
-        members |= ids_of(space, &seg.def, &out)?;
+        // Should the plan not run incrementally, a full run still can.
+        match plan.kind {
+            incremental::Incremental::Rows => {
+                let rows = incremental::rows_for(&plan, &appended);
+                let Ok(out) = incremental::run_over(engine, &plan, rows).await else {
+                    return Ok(None);
+                };
+                members |= ids_of(space, &seg.def, &out)?;
+            }
+            incremental::Incremental::Groups => {
+                let Some(touched) = incremental::touched(space, &appended) else {
+                    return Ok(None);
+                };
+                if !touched.is_empty() {
+                    let only = |id| {
+                        crate::functions::segment::InProfiles::expr(space, touched.clone(), id)
+                    };
+                    let Ok(out) = incremental::run_for(engine, &plan, only).await else {
+                        return Ok(None);
+                    };
+                    members -= &touched;
+                    members |= ids_of(space, &seg.def, &out)?;
+                }
+            }
+        }
         members.optimize();
         let writes = Seen {
             writes: upto,
