@@ -323,6 +323,23 @@ mod tests {
     }
 
     #[test]
+    fn the_dense_probe_packs_rows_around_its_64_row_words() {
+        let ids = RoaringBitmap::from_iter((0..5000u32).filter(|i| i % 3 == 0 || i % 7 == 1));
+        let set = IdSet::new(Arc::new(ids.clone()));
+        for len in [1usize, 63, 64, 65, 130, 1000] {
+            let values: Vec<i64> = (0..len as i64).map(|i| (i * 7919) % 6000 - 10).collect();
+            let got = set
+                .evaluate(&(Arc::new(Int64Array::from(values.clone())) as ArrayRef))
+                .unwrap();
+            let want: BooleanArray = values
+                .iter()
+                .map(|v| Some(u32::try_from(*v).is_ok_and(|v| ids.contains(v))))
+                .collect();
+            assert_eq!(got, want, "{len} rows");
+        }
+    }
+
+    #[test]
     fn a_batch_answer_is_kept_per_set_file_batch_and_column() {
         let set = IdSet::new(Arc::new(RoaringBitmap::from_iter([1u32, 5, 9])));
         let at = |segment, batch| BatchKey { segment, batch };
