@@ -192,16 +192,11 @@ impl ScalarUDFImpl for InSegment {
             _ => None,
         };
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let ids = cast(&arrays[0], &DataType::Int64)?;
-        let ids = ids.as_primitive::<Int64Type>();
         let out: BooleanArray = match constant {
-            Some(name) => {
-                let (members, _) = self.cx.members(&name)?;
-                ids.iter()
-                    .map(|v| v.map(|id| u32::try_from(id).is_ok_and(|id| members.contains(id))))
-                    .collect()
-            }
+            Some(name) => membership(&arrays[0], &self.cx.members(&name)?.0)?,
             None => {
+                let ids = cast(&arrays[0], &DataType::Int64)?;
+                let ids = ids.as_primitive::<Int64Type>();
                 let names = cast(&arrays[1], &DataType::Utf8)?;
                 let names = names.as_string::<i32>();
                 let mut out = Vec::with_capacity(ids.len());
@@ -275,14 +270,19 @@ impl ScalarUDFImpl for InProfiles {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let ids = cast(&arrays[0], &DataType::Int64)?;
-        let out: BooleanArray = ids
-            .as_primitive::<Int64Type>()
-            .iter()
-            .map(|v| v.map(|id| u32::try_from(id).is_ok_and(|id| self.members.contains(id))))
-            .collect();
+        let out = membership(&arrays[0], &self.members)?;
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
+}
+
+/// Whether each profile id is one of `members` (NULL stays NULL).
+fn membership(ids: &ArrayRef, members: &RoaringBitmap) -> DfResult<BooleanArray> {
+    let ids = cast(ids, &DataType::Int64)?;
+    Ok(ids
+        .as_primitive::<Int64Type>()
+        .iter()
+        .map(|v| v.map(|id| u32::try_from(id).is_ok_and(|id| members.contains(id))))
+        .collect())
 }
 
 /// `in_segment(profile_id, 'name')` pushed into the scan of a source of

@@ -38,7 +38,7 @@
 //! through a filter on the stored profile ids that the scan answers with a
 //! bitmap probe ([`crate::functions::segment::InProfiles`]). The touched
 //! profiles are those of the rows appended to *any* source of the space: a
-//! row of the CRM that merges two profiles changes the orders of both.
+//! CRM row that merges two profiles changes the orders of the survivor.
 //!
 //! The new rows are the ones [`crate::appended`] kept for the statements
 //! since the segment's version; a filter's plan runs over them with the
@@ -302,8 +302,9 @@ pub async fn run_over(
 }
 
 /// The profiles (current ids) of the rows `appended` to any source of
-/// `space`: those an aggregate per profile is recomputed for. `None` when
-/// a kept row's id is not one the space knows (then the refresh is full).
+/// `space`: those an aggregate per profile is recomputed for. `None` (then
+/// the refresh is full) when kept rows lack their ids or hold one the space
+/// does not know.
 pub fn touched(space: &Space, appended: &[Arc<Appended>]) -> Option<RoaringBitmap> {
     let created = space.profiles_created();
     let mut out = RoaringBitmap::new();
