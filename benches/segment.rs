@@ -13,7 +13,9 @@
 //!   (refreshed incrementally from the new rows), and with an aggregate per
 //!   profile (refreshed incrementally for the profiles the new rows
 //!   touched);
-//! - exporting a segment of every profile to Parquet.
+//! - exporting a segment of every profile to Parquet;
+//! - a restart: opening the database again (the identity graph and the
+//!   segments restored) and answering a first `segment_count`.
 //!
 //! `cargo bench -p tessera-benches --bench segment`. With
 //! `TESSERA_BENCH_EXPORT=DIR`, the data (crm, orders with their profile
@@ -295,6 +297,17 @@ fn segment(c: &mut Criterion) {
                     out.display()
                 ),
             )
+        })
+    });
+    // A restart: the database closed, then opened again with its profile
+    // space (the identity graph restored from its log, no UNIFY re-run)
+    // and its segments, and the first query answered.
+    drop(db);
+    g.bench_function("reopen_and_first_segment_count", |b| {
+        b.iter(|| {
+            let db = Database::open(dir.path()).expect("reopen");
+            db.segment_count("high_value & !recent | vip")
+                .expect("count")
         })
     });
     g.finish();

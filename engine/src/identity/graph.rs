@@ -145,7 +145,11 @@ pub struct IdentityGraph {
     arena: String,
     spans: Vec<(u32, u32)>,
     kinds: Vec<u8>,
-    index: HashTable<u32>,
+    /// Value -> node: each entry packs the low 32 bits of the value's
+    /// hash above its node, so that growing the table rehashes from the
+    /// entries alone ([`slot_hash`]) instead of reading every value's text
+    /// back from the arena.
+    index: HashTable<u64>,
     /// Union-find.
     parent: Vec<u32>,
     /// The next value of the same profile: one circular list per component
@@ -198,6 +202,23 @@ const NO_LAST: i64 = i64::MIN;
 /// then the text as `str` hashes it, which is how `String` hashes).
 #[derive(Hash)]
 struct KindValue<'a>(u8, &'a str);
+
+/// Where an index entry with these 32 hash bits is placed: spread over 64
+/// bits (the table takes its bucket from the low bits and a tag from the
+/// top ones), computed again from the entry when the table grows.
+fn slot_hash(h: u32) -> u64 {
+    u64::from(h).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The hash bits an index entry keeps.
+fn entry_hash(e: u64) -> u32 {
+    (e >> 32) as u32
+}
+
+/// The node an index entry points to.
+fn entry_node(e: u64) -> u32 {
+    e as u32
+}
 
 impl hashbrown::Equivalent<(u8, String)> for KindValue<'_> {
     fn equivalent(&self, key: &(u8, String)) -> bool {
@@ -306,15 +327,40 @@ impl IdentityGraph {
         &self.arena[start as usize..(start + len) as usize]
     }
 
-    fn hash(&self, kind: u8, v: &str) -> u64 {
-        self.hasher.hash_one((kind, v))
+    /// The 32 bits of a value's hash that its index entry keeps.
+    fn hash(&self, kind: u8, v: &str) -> u32 {
+        self.hasher.hash_one((kind, v)) as u32
     }
 
     fn lookup(&self, kind: u8, v: &str) -> Option<u32> {
         let h = self.hash(kind, v);
         self.index
-            .find(h, |&n| self.kinds[n as usize] == kind && self.value(n) == v)
-            .copied()
+            .find(slot_hash(h), |&e| {
+                let n = entry_node(e);
+                self.kinds[n as usize] == kind && self.value(n) == v
+            })
+            .map(|&e| entry_node(e))
+    }
+
+    /// Room for `values` more values of `bytes` bytes in all, so that
+    /// adding a known number of them (replaying a logged delta) grows no
+    /// table on the way.
+    pub(crate) fn reserve(&mut self, values: usize, bytes: usize) {
+        self.index.reserve(values, |&e| slot_hash(entry_hash(e)));
+        self.arena.reserve(bytes);
+        self.spans.reserve(values);
+        self.kinds.reserve(values);
+        self.parent.reserve(values);
+        self.ring.reserve(values);
+        self.rank.reserve(values);
+        self.profile.reserve(values);
+        self.born.reserve(values);
+        self.strong.reserve(values);
+        self.counts
+            .reserve(values.saturating_mul(self.config.kinds.len()));
+        self.node_records.reserve(values);
+        self.node_first.reserve(values);
+        self.node_last.reserve(values);
     }
 
     fn insert(&mut self, kind: u8, v: &str) -> u32 {
@@ -339,18 +385,10 @@ impl IdentityGraph {
             return node;
         }
         let h = self.hash(kind, v);
-        let Self {
-            index,
-            hasher,
-            kinds,
-            spans,
-            arena,
-            ..
-        } = self;
-        index.insert_unique(h, node, |&n| {
-            let (s, l) = spans[n as usize];
-            hasher.hash_one((kinds[n as usize], &arena[s as usize..(s + l) as usize]))
-        });
+        self.index
+            .insert_unique(slot_hash(h), (u64::from(h) << 32) | u64::from(node), |&e| {
+                slot_hash(entry_hash(e))
+            });
         node
     }
 

@@ -11,7 +11,7 @@
 //! ([`IdentityGraph::full_delta`]) writes erased values as empty strings,
 //! which no normaliser ever produces.
 
-use super::{IdentityGraph, NO_FIRST, NO_LAST, ProfileId};
+use super::{IdentityGraph, NO_FIRST, NO_LAST, ProfileId, entry_node, slot_hash};
 
 /// What erasing a profile took away.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +88,7 @@ impl IdentityGraph {
             let (start, end) = (start as usize, (start + len) as usize);
             let value = self.arena[start..end].to_string();
             let h = self.hash(kind, &value);
-            if let Ok(entry) = self.index.find_entry(h, |&x| x == n) {
+            if let Ok(entry) = self.index.find_entry(slot_hash(h), |&e| entry_node(e) == n) {
                 entry.remove();
             }
             // Not left in memory either.
