@@ -342,27 +342,6 @@ impl IdentityGraph {
             .map(|&e| entry_node(e))
     }
 
-    /// Room for `values` more values of `bytes` bytes in all, so that
-    /// adding a known number of them (replaying a logged delta) grows no
-    /// table on the way.
-    pub(crate) fn reserve(&mut self, values: usize, bytes: usize) {
-        self.index.reserve(values, |&e| slot_hash(entry_hash(e)));
-        self.arena.reserve(bytes);
-        self.spans.reserve(values);
-        self.kinds.reserve(values);
-        self.parent.reserve(values);
-        self.ring.reserve(values);
-        self.rank.reserve(values);
-        self.profile.reserve(values);
-        self.born.reserve(values);
-        self.strong.reserve(values);
-        self.counts
-            .reserve(values.saturating_mul(self.config.kinds.len()));
-        self.node_records.reserve(values);
-        self.node_first.reserve(values);
-        self.node_last.reserve(values);
-    }
-
     fn insert(&mut self, kind: u8, v: &str) -> u32 {
         let node = self.parent.len() as u32;
         let start = self.arena.len() as u32;

@@ -199,8 +199,6 @@ impl IdentityGraph {
 
     /// Replays a delta taken from a graph of the same configuration.
     pub fn apply_delta(&mut self, d: &GraphDelta) -> Result<(), String> {
-        let bytes = d.nodes.iter().map(|(_, v, _)| v.len()).sum();
-        self.reserve(d.nodes.len(), bytes);
         for (k, v, p) in &d.nodes {
             if usize::from(*k) >= self.config.kinds.len() {
                 return Err(format!("a value of unknown kind {k}"));
