@@ -16,9 +16,10 @@
 //!    `in_segment(profile_id, 'vip')` on a source into a set of stored
 //!    profile ids the scan probes (`functions::segment::InSegmentFilter`).
 //! 3. The scan (`tessera_sql::exec::TesseraScanExec`) takes a storage
-//!    snapshot: one partition per segment, segments pruned by zone maps,
-//!    rows selected through roaring-bitmap indexes.
-//! 4. Each partition decodes Arrow batches straight from the read-only
+//!    snapshot: segments pruned by zone maps, rows selected through
+//!    roaring-bitmap indexes, the rest cut into morsels that one stream per
+//!    thread takes in turn.
+//! 4. Each morsel decodes Arrow batches straight from the read-only
 //!    memory map of its segment file (`tessera_storage`), after the file's
 //!    checksum was verified; DataFusion runs the rest of the plan on both
 //!    cores and `sql()` returns the batches.

@@ -1,9 +1,23 @@
-//! `TesseraScanExec`: the physical scan of a Tessera table, one DataFusion
-//! partition per storage segment (on disk or in memory).
+//! `TesseraScanExec`: the physical scan of a Tessera table.
+//!
+//! Its unit of work is a morsel: one batch of a segment file (256K rows),
+//! or up to 64K rows of a segment still in memory. The scan has one
+//! partition per thread of the session (`target_partitions`), and each
+//! partition's stream takes the next morsel not yet taken when it finishes
+//! one, so the threads finish together whatever the number and size of the
+//! segments: five equal segments on two threads would otherwise be three
+//! on one thread and two on the other, a fifth of the time lost. This is
+//! morsel-driven scheduling (Leis et al., 2014), as DuckDB's scans and
+//! DataFusion's sibling file streams do it.
+//!
+//! A scan with a `LIMIT` keeps one partition per segment, each counting its
+//! own rows.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result, Statistics};
@@ -16,12 +30,12 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use tessera_storage::{Predicate, ScanPartition, ScanReport};
+use tessera_storage::{PartitionIter, Predicate, ScanPartition, ScanReport};
 
 use crate::error::SqlError;
 
 /// Scans a Tessera table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TesseraScanExec {
     table: String,
     partitions: Arc<Vec<ScanPartition>>,
@@ -33,6 +47,53 @@ pub struct TesseraScanExec {
     properties: Arc<PlanProperties>,
     read_map: Option<Arc<dyn crate::hook::TableHook>>,
     pii: Option<Arc<crate::pii::Guard>>,
+    /// When the partitions share morsels: the executions under way.
+    shared: Option<Arc<parking_lot::Mutex<Executions>>>,
+}
+
+/// The morsels one execution of a scan shares among its partitions.
+#[derive(Debug)]
+struct Work {
+    morsels: Arc<Vec<ScanPartition>>,
+    next: AtomicUsize,
+}
+
+impl Work {
+    fn take(&self) -> Option<ScanPartition> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.morsels.get(i).cloned()
+    }
+}
+
+/// The execution whose partitions are being opened: each partition is
+/// opened once per execution, so opening one already opened starts the
+/// next execution of the plan, with every morsel to read again.
+#[derive(Debug)]
+struct Executions {
+    morsels: Arc<Vec<ScanPartition>>,
+    current: Option<(Arc<Work>, Vec<bool>)>,
+}
+
+impl Executions {
+    fn open(&mut self, partition: usize, lanes: usize) -> Arc<Work> {
+        if let Some((work, opened)) = &mut self.current
+            && let Some(slot) = opened.get_mut(partition)
+            && !*slot
+        {
+            *slot = true;
+            return Arc::clone(work);
+        }
+        let work = Arc::new(Work {
+            morsels: Arc::clone(&self.morsels),
+            next: AtomicUsize::new(0),
+        });
+        let mut opened = vec![false; lanes];
+        if let Some(slot) = opened.get_mut(partition) {
+            *slot = true;
+        }
+        self.current = Some((Arc::clone(&work), opened));
+        work
+    }
 }
 
 impl TesseraScanExec {
@@ -64,7 +125,41 @@ impl TesseraScanExec {
             properties: Arc::new(properties),
             read_map: None,
             pii: None,
+            shared: None,
         }
+    }
+
+    /// Shares the scan's work among `lanes` partitions (the session's
+    /// threads) as morsels, when it has more than one morsel and no limit.
+    pub fn with_lanes(mut self, lanes: usize) -> Self {
+        if self.limit.is_some() || lanes < 2 {
+            return self;
+        }
+        let morsels: Vec<ScanPartition> = self
+            .partitions
+            .iter()
+            .flat_map(|p| p.clone().morsels())
+            .collect();
+        if morsels.len() < 2 {
+            return self;
+        }
+        let lanes = lanes.min(morsels.len());
+        self.properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&self.schema)),
+            Partitioning::UnknownPartitioning(lanes),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        self.shared = Some(Arc::new(parking_lot::Mutex::new(Executions {
+            morsels: Arc::new(morsels),
+            current: None,
+        })));
+        self
+    }
+
+    /// Partitions of its output.
+    fn lanes(&self) -> usize {
+        self.properties.partitioning.partition_count()
     }
 
     /// Masks, or counts for the audit, the PII columns of every batch
@@ -93,8 +188,11 @@ impl DisplayAs for TesseraScanExec {
             f,
             "TesseraScanExec: table={}, partitions={}",
             self.table,
-            self.partitions.len()
+            self.lanes()
         )?;
+        if let Some(shared) = &self.shared {
+            write!(f, ", morsels={}", shared.lock().morsels.len())?;
+        }
         if let Some(p) = &self.predicate {
             write!(f, ", predicate={p}")?;
         }
@@ -161,6 +259,20 @@ impl ExecutionPlan for TesseraScanExec {
         Ok(self)
     }
 
+    fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(shared) = &self.shared else {
+            return Ok(self);
+        };
+        let morsels = Arc::clone(&shared.lock().morsels);
+        Ok(Arc::new(Self {
+            shared: Some(Arc::new(parking_lot::Mutex::new(Executions {
+                morsels,
+                current: None,
+            }))),
+            ..self.as_ref().clone()
+        }))
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -168,39 +280,71 @@ impl ExecutionPlan for TesseraScanExec {
     ) -> Result<SendableRecordBatchStream> {
         let batch_size = context.session_config().batch_size().max(1);
         let schema = Arc::clone(&self.schema);
-        let part = self.partitions.get(partition).cloned();
         let read_map = self.read_map.clone();
         let pii = self.pii.clone();
-        let iter: Box<dyn Iterator<Item = Result<arrow::array::RecordBatch>> + Send> = match part {
-            // A table with no segments still has one (empty) partition.
-            None => Box::new(std::iter::empty()),
-            Some(p) => Box::new(p.into_iter().flat_map(move |r| {
-                // Segments hold batches of up to 256K rows; hand DataFusion
-                // slices of its batch size (zero-copy).
-                let out: Vec<Result<arrow::array::RecordBatch>> = match r {
-                    Ok(b) => (0..b.num_rows())
-                        .step_by(batch_size)
-                        .map(|o| {
-                            let slice = b.slice(o, batch_size.min(b.num_rows() - o));
-                            let mapped = match &read_map {
-                                Some(h) => h.map_read(slice),
-                                None => Ok(slice),
-                            };
-                            match &pii {
-                                Some(g) => mapped.and_then(|b| g.apply(b)),
-                                None => mapped,
-                            }
-                            .map_err(SqlError::into_datafusion)
-                        })
-                        .collect(),
-                    Err(e) => vec![Err(SqlError::Storage(e).into_datafusion())],
-                };
-                out
-            })),
-        };
+        let batches: Box<dyn Iterator<Item = tessera_storage::Result<RecordBatch>> + Send> =
+            match &self.shared {
+                Some(shared) => {
+                    let work = shared.lock().open(partition, self.lanes());
+                    Box::new(Morsels {
+                        work,
+                        current: None,
+                    })
+                }
+                // A table with no segments still has one (empty) partition.
+                None => match self.partitions.get(partition).cloned() {
+                    None => Box::new(std::iter::empty()),
+                    Some(p) => Box::new(p.into_iter()),
+                },
+            };
+        let iter = batches.flat_map(move |r| {
+            // Segments hold batches of up to 256K rows; hand DataFusion
+            // slices of its batch size (zero-copy).
+            let out: Vec<Result<RecordBatch>> = match r {
+                Ok(b) => (0..b.num_rows())
+                    .step_by(batch_size)
+                    .map(|o| {
+                        let slice = b.slice(o, batch_size.min(b.num_rows() - o));
+                        let mapped = match &read_map {
+                            Some(h) => h.map_read(slice),
+                            None => Ok(slice),
+                        };
+                        match &pii {
+                            Some(g) => mapped.and_then(|b| g.apply(b)),
+                            None => mapped,
+                        }
+                        .map_err(SqlError::into_datafusion)
+                    })
+                    .collect(),
+                Err(e) => vec![Err(SqlError::Storage(e).into_datafusion())],
+            };
+            out
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             futures::stream::iter(iter),
         )))
+    }
+}
+
+/// One partition's batches: morsel after morsel, each taken when the one
+/// before is done, until none is left.
+struct Morsels {
+    work: Arc<Work>,
+    current: Option<PartitionIter>,
+}
+
+impl Iterator for Morsels {
+    type Item = tessera_storage::Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(it) = &mut self.current
+                && let Some(b) = it.next()
+            {
+                return Some(b);
+            }
+            self.current = Some(self.work.take()?.into_iter());
+        }
     }
 }

@@ -15,10 +15,11 @@
 //!    [`TesseraTable`]; when DataFusion offers it filters,
 //!    [`pushdown::to_predicate`] turns those it can into a storage
 //!    `Predicate` and reports them `Exact`.
-//! 4. [`TesseraTable`]'s `scan` takes a storage snapshot and plans one
-//!    partition per segment: zone maps prune segments, bitmap indexes select
-//!    rows. [`exec::TesseraScanExec`] runs each partition as a stream of
-//!    Arrow batches read zero-copy from the memory-mapped segment files.
+//! 4. [`TesseraTable`]'s `scan` takes a storage snapshot and plans the
+//!    segments to read: zone maps prune segments, bitmap indexes select
+//!    rows. [`exec::TesseraScanExec`] cuts them into morsels (a batch of a
+//!    file each) that one stream per thread takes in turn, as Arrow batches
+//!    read zero-copy from the memory-mapped segment files.
 //! 5. `INSERT`, `DELETE` and `UPDATE` run in [`provider`]'s `DmlExec`, each
 //!    one atomic commit to the storage engine's write-ahead log.
 //! 6. Errors carry a PostgreSQL SQLSTATE ([`SqlError::sqlstate`]).

@@ -1,6 +1,7 @@
 //! `TesseraTable`: a DataFusion [`TableProvider`] over one storage table.
 //!
-//! Reads: one partition per segment, projection pushdown, filters pushed
+//! Reads: morsels of every segment shared by one partition per thread
+//! ([`crate::exec`]), projection pushdown, filters pushed
 //! down exactly where the storage engine can answer them (zone maps, bitmap
 //! indexes, exact evaluation), `LIMIT` pushed down when every filter is.
 //! Writes: `INSERT` (all rows in one atomic commit), `DELETE` and `UPDATE`
@@ -288,7 +289,8 @@ impl TableProvider for TesseraTable {
                 statistics,
             )
             .with_read_map(hook)
-            .with_pii(guard),
+            .with_pii(guard)
+            .with_lanes(state.config_options().execution.target_partitions),
         );
         if let Some(cond) = rest.into_iter().reduce(Expr::and) {
             let df_schema = DFSchema::try_from(Arc::clone(&scan_schema))?;

@@ -192,9 +192,54 @@ pub struct ScanPartition {
     predicate: Option<Predicate>,
     row_ids: bool,
     limit: Option<usize>,
+    /// The batches it reads, by position in the segment (`None`: all).
+    batches: Option<std::ops::Range<usize>>,
 }
 
+/// Rows a morsel of an in-memory segment gathers from its batches (those
+/// of a file are one batch each, [`crate::segment::BATCH_ROWS`]).
+const MORSEL_ROWS: usize = 64 * 1024;
+
 impl ScanPartition {
+    /// The partition cut into morsels, units of work whichever thread is
+    /// free takes next: one per batch of a file, consecutive batches of a
+    /// segment in memory gathered up to 64K rows. Together they read
+    /// exactly the rows the partition reads; a scan with a limit stays
+    /// whole (the limit counts the rows of the whole segment).
+    pub fn morsels(self) -> Vec<ScanPartition> {
+        if self.limit.is_some() || self.batches.is_some() {
+            return vec![self];
+        }
+        let sizes: Vec<usize> = match &self.source {
+            Source::Disk(seg) => seg
+                .batch_starts()
+                .windows(2)
+                .map(|w| (w[1] - w[0]) as usize)
+                .collect(),
+            Source::Memory { batches, .. } => batches.iter().map(RecordBatch::num_rows).collect(),
+        };
+        let mut ranges = Vec::new();
+        let (mut start, mut rows) = (0, 0);
+        for (i, n) in sizes.iter().enumerate() {
+            rows += n;
+            if rows >= MORSEL_ROWS || i + 1 == sizes.len() || matches!(self.source, Source::Disk(_))
+            {
+                ranges.push(start..i + 1);
+                (start, rows) = (i + 1, 0);
+            }
+        }
+        if ranges.len() <= 1 {
+            return vec![self];
+        }
+        ranges
+            .into_iter()
+            .map(|r| ScanPartition {
+                batches: Some(r),
+                ..self.clone()
+            })
+            .collect()
+    }
+
     /// The segment id.
     pub fn segment_id(&self) -> u64 {
         match &self.source {
@@ -362,6 +407,7 @@ impl TableSnapshot {
             predicate: opts.predicate.clone().filter(|_| opts.filter),
             row_ids: opts.row_ids,
             limit: opts.limit,
+            batches: None,
         };
         for s in &self.table.segments {
             let seg = &s.seg;
@@ -465,8 +511,8 @@ impl IntoIterator for ScanPartition {
     fn into_iter(self) -> PartitionIter {
         let done = self.limit == Some(0);
         PartitionIter {
+            next: self.batches.as_ref().map_or(0, |r| r.start),
             part: self,
-            next: 0,
             starts: None,
             mapped: None,
             decoder: None,
@@ -518,8 +564,9 @@ impl PartitionIter {
                 return Ok(None);
             }
             let i = self.next;
+            let end = self.part.batches.as_ref().map_or(usize::MAX, |r| r.end);
             let starts = self.starts();
-            if i + 1 >= starts.len() {
+            if i + 1 >= starts.len() || i >= end {
                 self.done = true;
                 return Ok(None);
             }

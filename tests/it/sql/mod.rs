@@ -2,5 +2,6 @@
 
 mod cli;
 mod engine_api;
+mod morsels;
 mod pushdown_diff;
 mod slt;
