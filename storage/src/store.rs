@@ -38,7 +38,9 @@ pub struct Options {
     pub flush_threshold_batches: usize,
     /// Compaction writes segments of at most this many rows.
     pub target_segment_rows: usize,
-    /// Background compaction merges small segments once a table has this many.
+    /// Background compaction merges small segments once a table has this
+    /// many of one size tier (a factor of 4 in bytes, everything under 4 MiB
+    /// one tier).
     pub compaction_min_small_segments: usize,
     /// Background compaction rewrites a segment once this fraction of its rows is deleted.
     pub compaction_delete_ratio: f64,
@@ -548,6 +550,24 @@ impl Drop for Handle {
             let _ = join.join();
         }
     }
+}
+
+/// Bytes below which every small segment is of one size tier (4 MiB).
+const TIER_FLOOR_BYTES: u64 = 4 << 20;
+
+/// The size tier of a segment file of `bytes`: 0 under
+/// [`TIER_FLOOR_BYTES`], then one tier per factor of 4.
+fn size_tier(bytes: u64) -> u32 {
+    let mut tier = 0;
+    let mut bound = TIER_FLOOR_BYTES;
+    while bytes >= bound {
+        tier += 1;
+        bound = bound.saturating_mul(4);
+        if bound == u64::MAX {
+            break;
+        }
+    }
+    tier
 }
 
 fn background(shared: std::sync::Weak<Shared>, rx: Receiver<Msg>) {
@@ -1478,21 +1498,34 @@ impl Shared {
     ) -> Result<CompactionReport> {
         let wanted = |t: &TableVersion| -> Vec<SegmentView> {
             let target = self.opts.target_segment_rows.max(1);
-            let small = t
-                .segments
-                .iter()
-                .filter(|s| (s.seg.rows() as usize) < target / 2)
-                .count();
-            let merge_small = if force {
-                small >= 2
+            let is_small = |s: &SegmentView| (s.seg.rows() as usize) < target / 2;
+            // Small segments merge with others of their size only (by
+            // bytes: a table of few wide rows, such as a segment's kept
+            // members, is small by rows forever). Merging every small
+            // segment each time rewrote a growing table whole at each
+            // merge; tier by tier, each byte is rewritten a few times.
+            let tier = if force {
+                None
             } else {
-                small >= self.opts.compaction_min_small_segments
+                let mut counts: HashMap<u32, usize> = HashMap::new();
+                for s in t.segments.iter().filter(|s| is_small(s)) {
+                    *counts.entry(size_tier(s.seg.file_len())).or_default() += 1;
+                }
+                counts
+                    .into_iter()
+                    .filter(|(_, n)| *n >= self.opts.compaction_min_small_segments)
+                    .map(|(tier, _)| tier)
+                    .min()
             };
+            let small = t.segments.iter().filter(|s| is_small(s)).count();
+            let merge_small = if force { small >= 2 } else { tier.is_some() };
             t.segments
                 .iter()
                 .filter(|s| {
                     let ratio = s.deletes.len() as f64 / s.seg.rows().max(1) as f64;
-                    all || (merge_small && (s.seg.rows() as usize) < target / 2)
+                    let mergeable =
+                        is_small(s) && tier.is_none_or(|tier| size_tier(s.seg.file_len()) == tier);
+                    all || (merge_small && mergeable)
                         || (force && !s.deletes.is_empty())
                         || (!s.deletes.is_empty() && ratio >= self.opts.compaction_delete_ratio)
                 })
@@ -1560,5 +1593,89 @@ impl Shared {
             Ok(())
         });
         result.map(|()| report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{BinaryArray, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::{TIER_FLOOR_BYTES, size_tier};
+    use crate::sim::SimVfs;
+    use crate::{Options, ScanOptions, Store, TableOptions};
+
+    #[test]
+    fn size_tiers_are_factors_of_four_above_the_floor() {
+        assert_eq!(size_tier(0), 0);
+        assert_eq!(size_tier(TIER_FLOOR_BYTES - 1), 0);
+        assert_eq!(size_tier(TIER_FLOOR_BYTES), 1);
+        assert_eq!(size_tier(4 * TIER_FLOOR_BYTES - 1), 1);
+        assert_eq!(size_tier(4 * TIER_FLOOR_BYTES), 2);
+        assert!(size_tier(u64::MAX) < 64);
+    }
+
+    /// A table of few wide rows (small by rows forever): the background
+    /// merges the new small files together, not the big one they follow.
+    #[test]
+    fn the_background_merges_small_segments_of_one_size_tier() {
+        let opts = Options {
+            background: false,
+            compaction_min_small_segments: 3,
+            ..Options::default()
+        };
+        let store = Store::open_with("/db", opts, Arc::new(SimVfs::new())).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "members",
+            DataType::Binary,
+            false,
+        )]));
+        store
+            .create_table("t", Arc::clone(&schema), TableOptions::default())
+            .unwrap();
+        let wide = vec![7u8; 1_500_000];
+        let add = |n: usize| {
+            for _ in 0..n {
+                let col = BinaryArray::from_iter_values([wide.as_slice()]);
+                store
+                    .append(
+                        "t",
+                        &RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(col)]).unwrap(),
+                    )
+                    .unwrap();
+                store.checkpoint().unwrap();
+            }
+        };
+        let segments = || -> Vec<u64> {
+            let scan = store
+                .table("t")
+                .unwrap()
+                .scan(&ScanOptions::default())
+                .unwrap();
+            scan.partitions.iter().map(|p| p.segment_id()).collect()
+        };
+        let background = || {
+            let sh = store.shared();
+            let _m = sh.mutation.lock();
+            sh.compact_locked(None, false, false).unwrap()
+        };
+        add(2);
+        assert_eq!(background().segments_removed, 0, "two of tier 0");
+        add(1);
+        assert_eq!(background().segments_removed, 3);
+        let merged = segments();
+        assert_eq!(merged.len(), 1, "4.5 MB: tier 1");
+        add(3);
+        let report = background();
+        assert_eq!(report.segments_removed, 3, "only the three new files");
+        let now = segments();
+        assert_eq!(now.len(), 2);
+        assert!(now.contains(&merged[0]), "the tier-1 file stays: {now:?}");
+        assert_eq!(store.table("t").unwrap().row_count(), 6);
+        // COMPACT merges every small segment.
+        assert_eq!(store.compact().unwrap().segments_removed, 2);
+        assert_eq!(segments().len(), 1);
     }
 }
