@@ -130,8 +130,20 @@ impl IdSet {
                     return None;
                 }
                 let mut words = vec![0u64; (max / 64 + 1) as usize];
-                for id in self.ids.iter() {
-                    words[(id / 64) as usize] |= 1 << (id % 64);
+                // Ids taken a thousand at a time: several times faster than
+                // one at a time (1 M members at 10 M profiles).
+                let mut ids = self.ids.iter();
+                let mut buf = [0u32; 1024];
+                loop {
+                    let got = ids.next_many(&mut buf);
+                    if got.is_empty() {
+                        break;
+                    }
+                    for id in got.iter() {
+                        if let Some(w) = words.get_mut((id / 64) as usize) {
+                            *w |= 1 << (id % 64);
+                        }
+                    }
                 }
                 Some(words)
             })
@@ -347,15 +359,36 @@ mod tests {
         let set = IdSet::new(Arc::new(ids.clone()));
         for len in [1usize, 63, 64, 65, 130, 1000] {
             let values: Vec<i64> = (0..len as i64).map(|i| (i * 7919) % 6000 - 10).collect();
-            let got = set
-                .evaluate(&(Arc::new(Int64Array::from(values.clone())) as ArrayRef))
-                .unwrap();
-            let want: BooleanArray = values
-                .iter()
-                .map(|v| Some(u32::try_from(*v).is_ok_and(|v| ids.contains(v))))
-                .collect();
-            assert_eq!(got, want, "{len} rows");
+            assert_probe(&set, &ids, values);
         }
+    }
+
+    /// `set`'s probe of `values` answers as `ids.contains` each.
+    fn assert_probe(set: &IdSet, ids: &RoaringBitmap, values: Vec<i64>) {
+        let want: BooleanArray = values
+            .iter()
+            .map(|v| Some(u32::try_from(*v).is_ok_and(|v| ids.contains(v))))
+            .collect();
+        let got = set
+            .evaluate(&(Arc::new(Int64Array::from(values)) as ArrayRef))
+            .unwrap();
+        assert_eq!(got, want, "{} rows", want.len());
+    }
+
+    #[test]
+    fn the_dense_bitset_holds_every_member_across_containers() {
+        // Sparse and dense containers, a run, and the last possible word.
+        let mut ids = RoaringBitmap::from_iter((0..3_000_000u32).filter(|i| i % 11 == 3));
+        ids.insert_range(70_000..140_000);
+        ids.extend((0..200u32).map(|i| 5_000_000 + i * 977));
+        ids.insert(6_000_063);
+        let set = IdSet::new(Arc::new(ids.clone()));
+        let values: Vec<i64> = (0..20_000i64)
+            .map(|i| (i * 104_729) % 6_100_000)
+            .chain(ids.iter().step_by(97).map(i64::from))
+            .chain([6_000_063, 6_000_064, -1, i64::MAX])
+            .collect();
+        assert_probe(&set, &ids, values);
     }
 
     #[test]
