@@ -14,8 +14,8 @@
 //! own rows.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -65,23 +65,32 @@ impl Work {
     }
 }
 
-/// The execution whose partitions are being opened: each partition is
-/// opened once per execution, so opening one already opened starts the
-/// next execution of the plan, with every morsel to read again.
+/// The execution whose partitions are being opened. Partitions opened with
+/// the same task context, each once, belong to one execution; a partition
+/// opened again, or under another context (another `collect` of the same
+/// plan), starts the next execution, with every morsel to read again.
 #[derive(Debug)]
 struct Executions {
     morsels: Arc<Vec<ScanPartition>>,
-    current: Option<(Arc<Work>, Vec<bool>)>,
+    current: Option<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    work: Arc<Work>,
+    context: Weak<TaskContext>,
+    opened: Vec<bool>,
 }
 
 impl Executions {
-    fn open(&mut self, partition: usize, lanes: usize) -> Arc<Work> {
-        if let Some((work, opened)) = &mut self.current
-            && let Some(slot) = opened.get_mut(partition)
+    fn open(&mut self, partition: usize, lanes: usize, context: &Arc<TaskContext>) -> Arc<Work> {
+        if let Some(c) = &mut self.current
+            && Weak::ptr_eq(&c.context, &Arc::downgrade(context))
+            && let Some(slot) = c.opened.get_mut(partition)
             && !*slot
         {
             *slot = true;
-            return Arc::clone(work);
+            return Arc::clone(&c.work);
         }
         let work = Arc::new(Work {
             morsels: Arc::clone(&self.morsels),
@@ -91,7 +100,11 @@ impl Executions {
         if let Some(slot) = opened.get_mut(partition) {
             *slot = true;
         }
-        self.current = Some((Arc::clone(&work), opened));
+        self.current = Some(Current {
+            work: Arc::clone(&work),
+            context: Arc::downgrade(context),
+            opened,
+        });
         work
     }
 }
@@ -285,7 +298,7 @@ impl ExecutionPlan for TesseraScanExec {
         let batches: Box<dyn Iterator<Item = tessera_storage::Result<RecordBatch>> + Send> =
             match &self.shared {
                 Some(shared) => {
-                    let work = shared.lock().open(partition, self.lanes());
+                    let work = shared.lock().open(partition, self.lanes(), &context);
                     Box::new(Morsels {
                         work,
                         current: None,

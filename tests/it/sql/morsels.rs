@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use futures::StreamExt;
 use tessera_engine::Database;
 use tessera_sql::datafusion::physical_plan::{collect, displayable};
 
@@ -106,6 +107,12 @@ fn a_plan_executed_again_reads_every_morsel_again() {
             .unwrap();
         let shown = displayable(plan.as_ref()).indent(true).to_string();
         assert!(shown.contains("morsels="), "{shown}");
+        // A partition opened alone and left after one batch (a consumer
+        // that stopped early): the next execution still reads every row
+        // once.
+        let mut one = plan.execute(1, ctx.task_ctx()).unwrap();
+        assert!(one.next().await.is_some());
+        drop(one);
         for run in 0..3 {
             let out = collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
             let mut got: Vec<i64> = out
