@@ -83,6 +83,13 @@ struct Current {
 }
 
 impl Executions {
+    fn new(morsels: Arc<Vec<ScanPartition>>) -> Arc<parking_lot::Mutex<Self>> {
+        Arc::new(parking_lot::Mutex::new(Self {
+            morsels,
+            current: None,
+        }))
+    }
+
     fn open(&mut self, partition: usize, lanes: usize, context: &Arc<TaskContext>) -> Arc<Work> {
         if let Some(c) = &mut self.current
             && Weak::ptr_eq(&c.context, &Arc::downgrade(context))
@@ -163,10 +170,7 @@ impl TesseraScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        self.shared = Some(Arc::new(parking_lot::Mutex::new(Executions {
-            morsels: Arc::new(morsels),
-            current: None,
-        })));
+        self.shared = Some(Executions::new(Arc::new(morsels)));
         self
     }
 
@@ -278,10 +282,7 @@ impl ExecutionPlan for TesseraScanExec {
         };
         let morsels = Arc::clone(&shared.lock().morsels);
         Ok(Arc::new(Self {
-            shared: Some(Arc::new(parking_lot::Mutex::new(Executions {
-                morsels,
-                current: None,
-            }))),
+            shared: Some(Executions::new(morsels)),
             ..self.as_ref().clone()
         }))
     }

@@ -218,12 +218,12 @@ impl ScanPartition {
                 .collect(),
             Source::Memory { batches, .. } => batches.iter().map(RecordBatch::num_rows).collect(),
         };
+        let one_per_batch = matches!(self.source, Source::Disk(_));
         let mut ranges = Vec::new();
         let (mut start, mut rows) = (0, 0);
         for (i, n) in sizes.iter().enumerate() {
             rows += n;
-            if rows >= MORSEL_ROWS || i + 1 == sizes.len() || matches!(self.source, Source::Disk(_))
-            {
+            if one_per_batch || rows >= MORSEL_ROWS || i + 1 == sizes.len() {
                 ranges.push(start..i + 1);
                 (start, rows) = (i + 1, 0);
             }

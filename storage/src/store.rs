@@ -558,16 +558,12 @@ const TIER_FLOOR_BYTES: u64 = 4 << 20;
 /// The size tier of a segment file of `bytes`: 0 under
 /// [`TIER_FLOOR_BYTES`], then one tier per factor of 4.
 fn size_tier(bytes: u64) -> u32 {
-    let mut tier = 0;
-    let mut bound = TIER_FLOOR_BYTES;
-    while bytes >= bound {
-        tier += 1;
-        bound = bound.saturating_mul(4);
-        if bound == u64::MAX {
-            break;
-        }
+    if bytes < TIER_FLOOR_BYTES {
+        0
+    } else {
+        // A factor of 4 is two binary orders of magnitude.
+        1 + (bytes / TIER_FLOOR_BYTES).ilog2() / 2
     }
-    tier
 }
 
 fn background(shared: std::sync::Weak<Shared>, rx: Receiver<Msg>) {
