@@ -23,10 +23,10 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::array::{Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, PrimitiveArray};
 use arrow::buffer::{BooleanBuffer, Buffer};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::{DataType, Int8Type, Int16Type, Int32Type, Int64Type};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -163,9 +163,16 @@ impl IdSet {
         column: &ArrayRef,
         at: Option<(&str, BatchKey)>,
     ) -> Result<BooleanArray> {
-        // Only stored 64-bit ids are kept: a cast column's answer would
-        // depend on the type it is read as, not only on the file.
-        let at = at.filter(|_| column.data_type() == &DataType::Int64);
+        // Only answers over signed integers as stored are kept (a file may
+        // store ids narrower than 64 bits; the values are the same): a
+        // cast column's answer would depend on the type it is read as,
+        // not only on the file.
+        let at = at.filter(|_| {
+            matches!(
+                column.data_type(),
+                DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8
+            )
+        });
         if let Some((name, key)) = at
             && let Some(bits) = self.masks.get(name, key)
             && bits.len() == column.len()
@@ -180,21 +187,30 @@ impl IdSet {
     }
 
     fn probe(&self, column: &ArrayRef) -> Result<BooleanArray> {
-        let wide;
-        let col = match column.data_type() {
-            DataType::Int64 => column,
+        // Signed integers of any width are probed as they are stored (a
+        // file keeps a column of ids below 2^31 as 32-bit integers: half
+        // the bytes to read); others are cast to 64 bits first.
+        match column.data_type() {
+            DataType::Int64 => Ok(self.probe_values(column.as_primitive::<Int64Type>())),
+            DataType::Int32 => Ok(self.probe_values(column.as_primitive::<Int32Type>())),
+            DataType::Int16 => Ok(self.probe_values(column.as_primitive::<Int16Type>())),
+            DataType::Int8 => Ok(self.probe_values(column.as_primitive::<Int8Type>())),
             t if t.is_integer() => {
-                wide = cast(column, &DataType::Int64)
+                let wide = cast(column, &DataType::Int64)
                     .map_err(|e| Error::InvalidInput(format!("cannot evaluate predicate: {e}")))?;
-                &wide
+                Ok(self.probe_values(wide.as_primitive::<Int64Type>()))
             }
-            other => {
-                return Err(Error::SchemaMismatch(format!(
-                    "a set of ids is compared with integers, not {other}"
-                )));
-            }
-        };
-        let col = col.as_primitive::<Int64Type>();
+            other => Err(Error::SchemaMismatch(format!(
+                "a set of ids is compared with integers, not {other}"
+            ))),
+        }
+    }
+
+    fn probe_values<T>(&self, col: &PrimitiveArray<T>) -> BooleanArray
+    where
+        T: ArrowPrimitiveType,
+        T::Native: Into<i64>,
+    {
         let values = col.values();
         let bits = match self.dense() {
             Some(words) => {
@@ -209,7 +225,7 @@ impl IdSet {
                     let mut acc = [0u64; 4];
                     for (j, quad) in chunk.chunks_exact(4).enumerate() {
                         for (l, v) in quad.iter().enumerate() {
-                            acc[l] |= dense_bit(words, *v) << (j * 4 + l);
+                            acc[l] |= dense_bit(words, (*v).into()) << (j * 4 + l);
                         }
                     }
                     out.push(acc[0] | acc[1] | acc[2] | acc[3]);
@@ -218,17 +234,17 @@ impl IdSet {
                 if !rest.is_empty() {
                     let mut packed = 0u64;
                     for (j, v) in rest.iter().enumerate() {
-                        packed |= dense_bit(words, *v) << j;
+                        packed |= dense_bit(words, (*v).into()) << j;
                     }
                     out.push(packed);
                 }
                 BooleanBuffer::new(Buffer::from_vec(out), 0, values.len())
             }
             None => BooleanBuffer::collect_bool(values.len(), |i| {
-                u32::try_from(values[i]).is_ok_and(|v| self.ids.contains(v))
+                u32::try_from(values[i].into()).is_ok_and(|v| self.ids.contains(v))
             }),
         };
-        Ok(BooleanArray::new(bits, col.nulls().cloned()))
+        BooleanArray::new(bits, col.nulls().cloned())
     }
 
     /// Whether a segment whose column has these statistics may hold a row
@@ -303,7 +319,7 @@ impl<'de> Deserialize<'de> for IdSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::Int64Array;
+    use arrow::array::{Int8Array, Int16Array, Int32Array, Int64Array};
 
     #[test]
     fn dense_and_sparse_probes_agree_with_sql() {
@@ -369,10 +385,46 @@ mod tests {
             .iter()
             .map(|v| Some(u32::try_from(*v).is_ok_and(|v| ids.contains(v))))
             .collect();
+        // The values as stored narrower where they fit (a file stores ids
+        // below 2^31 as 32-bit integers), probed as they are.
+        let narrow: [ArrayRef; 3] = [
+            Arc::new(
+                values
+                    .iter()
+                    .map(|v| i32::try_from(*v).ok())
+                    .collect::<Int32Array>(),
+            ),
+            Arc::new(
+                values
+                    .iter()
+                    .map(|v| i16::try_from(*v).ok())
+                    .collect::<Int16Array>(),
+            ),
+            Arc::new(
+                values
+                    .iter()
+                    .map(|v| i8::try_from(*v).ok())
+                    .collect::<Int8Array>(),
+            ),
+        ];
         let got = set
-            .evaluate(&(Arc::new(Int64Array::from(values)) as ArrayRef))
+            .evaluate(&(Arc::new(Int64Array::from(values.clone())) as ArrayRef))
             .unwrap();
         assert_eq!(got, want, "{} rows", want.len());
+        for col in narrow {
+            let want: BooleanArray = values
+                .iter()
+                .map(|v| {
+                    let stored = match col.data_type() {
+                        DataType::Int32 => i32::try_from(*v).is_ok(),
+                        DataType::Int16 => i16::try_from(*v).is_ok(),
+                        _ => i8::try_from(*v).is_ok(),
+                    };
+                    stored.then(|| u32::try_from(*v).is_ok_and(|v| ids.contains(v)))
+                })
+                .collect();
+            assert_eq!(set.evaluate(&col).unwrap(), want, "{}", col.data_type());
+        }
     }
 
     #[test]
@@ -421,11 +473,19 @@ mod tests {
             other.evaluate_at(&a, Some(("id", at(1, 0)))).unwrap(),
             BooleanArray::from(vec![Some(false), None, Some(true), Some(false)])
         );
-        // A column read as another type is not kept.
+        // A column stored narrow is kept too (the same values); one read
+        // through a cast (unsigned) is not.
         let narrow: ArrayRef = Arc::new(arrow::array::Int32Array::from(vec![1, 2]));
-        set.evaluate_at(&narrow, Some(("narrow", at(3, 0))))
+        assert_eq!(
+            set.evaluate_at(&narrow, Some(("narrow", at(3, 0))))
+                .unwrap(),
+            BooleanArray::from(vec![true, false])
+        );
+        assert_eq!(set.kept_batches(), 5);
+        let unsigned: ArrayRef = Arc::new(arrow::array::UInt32Array::from(vec![1, 2]));
+        set.evaluate_at(&unsigned, Some(("unsigned", at(3, 0))))
             .unwrap();
-        assert_eq!(set.kept_batches(), 4);
+        assert_eq!(set.kept_batches(), 5);
         // The budget is given back when the sets go.
         let used = MASK_CACHE_BITS.load(Ordering::SeqCst);
         assert!(used >= 16, "{used}");

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BooleanArray, BooleanBufferBuilder, RecordBatch, UInt32Array, UInt64Array,
+    new_null_array,
 };
 use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -516,7 +517,6 @@ impl IntoIterator for ScanPartition {
             starts: None,
             mapped: None,
             decoder: None,
-            complete: false,
             emitted: 0,
             done,
         }
@@ -531,8 +531,6 @@ pub struct PartitionIter {
     starts: Option<Vec<u64>>,
     mapped: Option<Arc<Mapped>>,
     decoder: Option<FileDecoder>,
-    /// Whether the segment has every column read (else NULLs are filled in).
-    complete: bool,
     emitted: usize,
     done: bool,
 }
@@ -658,7 +656,9 @@ impl PartitionIter {
         }
     }
 
-    /// Decodes batch `i` with the `read` columns, conformed to the table schema.
+    /// Decodes batch `i` with the `read` columns, conformed to the table
+    /// schema but for integer columns a file stores narrower, which keep
+    /// their stored type until [`widen`] (after the predicate's filter).
     fn decode(&mut self, i: usize) -> Result<RecordBatch> {
         let target = &self.part.read_schema;
         match &self.part.source {
@@ -676,18 +676,14 @@ impl PartitionIter {
                 if self.decoder.is_none() {
                     let names: Vec<&str> = self.part.read.iter().map(String::as_str).collect();
                     let positions = seg.positions(&names);
-                    // Columns added to the table after this segment was written are filled with NULLs.
-                    self.complete = positions.iter().all(Option::is_some);
+                    // Columns added to the table after this segment was
+                    // written are filled with NULLs (`stored_as_read`).
                     let present: Vec<usize> = positions.into_iter().flatten().collect();
                     self.decoder = Some(seg.decoder(&mapped, &present, true)?);
                 }
                 let decoder = self.decoder.as_ref().ok_or(Error::Closed)?;
-                let batch = seg.read_batch(decoder, &mapped, i, self.complete.then_some(target))?;
-                if self.complete {
-                    Ok(batch)
-                } else {
-                    conform(&batch, target)
-                }
+                let batch = seg.read_physical(decoder, &mapped, i)?;
+                stored_as_read(&batch, target)
             }
         }
     }
@@ -734,9 +730,9 @@ impl PartitionIter {
                 .part
                 .output
                 .iter()
-                .map(|i| filter.filter(batch.column(*i)))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(err)?;
+                .zip(self.part.schema.fields())
+                .map(|(i, f)| widen(&filter.filter(batch.column(*i)).map_err(err)?, f))
+                .collect::<Result<Vec<_>>>()?;
             let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(filter.count()));
             let out = RecordBatch::try_new_with_options(Arc::clone(&self.part.schema), cols, &opts)
                 .map_err(err)?;
@@ -766,8 +762,9 @@ impl PartitionIter {
             .part
             .output
             .iter()
-            .map(|i| Arc::clone(batch.column(*i)))
-            .collect();
+            .zip(self.part.schema.fields())
+            .map(|(i, f)| widen(batch.column(*i), f))
+            .collect::<Result<_>>()?;
         if self.part.row_ids {
             let seg = self.part.segment_id() << 32;
             let ids: UInt64Array = match positions {
@@ -782,6 +779,44 @@ impl PartitionIter {
         RecordBatch::try_new_with_options(Arc::clone(&self.part.schema), cols, &opts)
             .map_err(|e| Error::InvalidInput(format!("cannot build scan output: {e}")))
     }
+}
+
+/// The stored columns of a decoded batch in the order and under the names
+/// of `target` (the columns read): a column the file lacks (added to the
+/// table after it was written) becomes NULL; a narrow integer column keeps
+/// its stored type.
+fn stored_as_read(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
+    let mut fields = Vec::with_capacity(target.fields().len());
+    let mut cols = Vec::with_capacity(target.fields().len());
+    for f in target.fields() {
+        let col = match batch.schema_ref().index_of(f.name()) {
+            Ok(i) => Arc::clone(batch.column(i)),
+            Err(_) => new_null_array(f.data_type(), batch.num_rows()),
+        };
+        fields.push(if col.data_type() == f.data_type() {
+            Arc::clone(f)
+        } else {
+            Arc::new(Field::new(
+                f.name(),
+                col.data_type().clone(),
+                f.is_nullable(),
+            ))
+        });
+        cols.push(col);
+    }
+    let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), cols, &opts).map_err(|e| {
+        Error::SchemaMismatch(format!("cannot reshape batch to the table schema: {e}"))
+    })
+}
+
+/// `col` in the type of `field` (the scan's output): a narrow stored
+/// integer column is cast back, once its rows are filtered.
+fn widen(col: &ArrayRef, field: &Field) -> Result<ArrayRef> {
+    if col.data_type() == field.data_type() {
+        return Ok(Arc::clone(col));
+    }
+    crate::segment::widen_int(col, field.data_type())
 }
 
 enum Keep {

@@ -15,10 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, ArrowPrimitiveType, AsArray, RecordBatch};
 use arrow::buffer::Buffer;
 use arrow::compute::{cast, concat_batches};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{
+    DataType, Field, Int8Type, Int16Type, Int32Type, Int64Type, Schema, SchemaRef,
+};
 use arrow::ipc::reader::{FileDecoder, read_footer_length};
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow::ipc::{Block, convert::fb_to_schema, root_as_footer};
@@ -30,12 +32,19 @@ use crate::error::{Error, Result};
 use crate::index::{AUTO_INDEX_MAX_DISTINCT, ColumnIndex};
 use crate::io::Vfs;
 use crate::table::TableOptions;
+use crate::value::Value;
 use crate::zonemap::ColumnStats;
 
 /// Magic bytes opening the segment footer.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"TESSSEG1";
-/// Current segment format version.
-pub const SEGMENT_FORMAT: u32 = 1;
+/// Current segment format version: 2 may store integer columns narrower
+/// than their type ([`narrow_type`]); 1 never does, and is still read.
+pub const SEGMENT_FORMAT: u32 = 2;
+/// Oldest segment format version still read.
+pub const SEGMENT_FORMAT_MIN: u32 = 1;
+/// Field metadata key of a column stored narrower than its type: the
+/// type's Arrow name (`Int64`, `Int32` or `Int16`).
+pub const LOGICAL_TYPE_KEY: &str = "tessera.logical_type";
 /// Size of the fixed footer at the end of every segment file.
 pub const FOOTER_LEN: u64 = 64;
 /// Rows per Arrow record batch inside a segment (the unit of decoding).
@@ -144,7 +153,7 @@ impl Footer {
         if r.bytes(4)? != b"TSG1" {
             return Err(Error::corrupt(path, "segment end marker is missing"));
         }
-        if format != SEGMENT_FORMAT {
+        if !(SEGMENT_FORMAT_MIN..=SEGMENT_FORMAT).contains(&format) {
             return Err(Error::corrupt(
                 path,
                 format!("unsupported segment format version {format}"),
@@ -214,7 +223,21 @@ pub(crate) fn encode(
         };
         let dictionary =
             *field.data_type() == DataType::Utf8 && worth_dictionary(col, index.as_ref());
-        let (pf, pc) = if dictionary {
+        let stats = ColumnStats::compute(col);
+        let narrow = if dictionary {
+            None
+        } else {
+            narrow_type(field.data_type(), &stats)
+        };
+        let (pf, pc) = if let Some(dt) = narrow {
+            let encoded = cast(col, &dt).map_err(arrow_write_err)?;
+            let mut meta = field.metadata().clone();
+            meta.insert(LOGICAL_TYPE_KEY.to_string(), field.data_type().to_string());
+            (
+                Field::new(field.name(), dt, field.is_nullable()).with_metadata(meta),
+                encoded,
+            )
+        } else if dictionary {
             let dt = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
             let encoded = match index.as_ref().and_then(|i| i.to_dictionary(col.len())) {
                 Some(d) => d,
@@ -228,7 +251,7 @@ pub(crate) fn encode(
         physical_cols.push(pc);
         columns.push(ColumnMeta {
             name: field.name().clone(),
-            stats: ColumnStats::compute(col),
+            stats,
             dictionary,
             index: None,
         });
@@ -298,6 +321,72 @@ pub(crate) fn encode(
     out.extend_from_slice(&meta_bytes);
     out.extend_from_slice(&footer.encode());
     Ok(out)
+}
+
+/// The narrowest signed integer type holding every value of a signed
+/// integer column of `logical` type with these statistics, when narrower
+/// than `logical`. Scans filter such a column before widening what they
+/// return, so a filter reads a half, a quarter or an eighth of the bytes.
+pub fn narrow_type(logical: &DataType, stats: &ColumnStats) -> Option<DataType> {
+    let width = match logical {
+        DataType::Int64 => 8,
+        DataType::Int32 => 4,
+        DataType::Int16 => 2,
+        _ => return None,
+    };
+    let (Some(Value::Int(lo)), Some(Value::Int(hi))) = (&stats.min, &stats.max) else {
+        return None;
+    };
+    let fits = |min: i64, max: i64| min <= *lo && *hi <= max;
+    let (dt, w) = if fits(i8::MIN.into(), i8::MAX.into()) {
+        (DataType::Int8, 1)
+    } else if fits(i16::MIN.into(), i16::MAX.into()) {
+        (DataType::Int16, 2)
+    } else if fits(i32::MIN.into(), i32::MAX.into()) {
+        (DataType::Int32, 4)
+    } else {
+        return None;
+    };
+    (w < width).then_some(dt)
+}
+
+/// The type a column stored as `field` has for readers: the one its
+/// metadata names when stored narrower, else its own.
+pub(crate) fn logical_type(field: &Field) -> DataType {
+    match field.metadata().get(LOGICAL_TYPE_KEY).map(String::as_str) {
+        Some("Int64") => DataType::Int64,
+        Some("Int32") => DataType::Int32,
+        Some("Int16") => DataType::Int16,
+        _ => field.data_type().clone(),
+    }
+}
+
+/// `col`, an integer column a file stores narrower than its type, in that
+/// type. A widening cast never fails, so it maps every value without the
+/// per-value check (and validity rebuilt) of arrow's safe cast: several
+/// times faster.
+pub(crate) fn widen_int(col: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    fn unary<F, T>(col: &ArrayRef) -> ArrayRef
+    where
+        F: ArrowPrimitiveType,
+        T: ArrowPrimitiveType,
+        F::Native: Into<T::Native>,
+    {
+        Arc::new(col.as_primitive::<F>().unary::<_, T>(Into::into))
+    }
+    Ok(match (col.data_type(), to) {
+        (DataType::Int8, DataType::Int16) => unary::<Int8Type, Int16Type>(col),
+        (DataType::Int8, DataType::Int32) => unary::<Int8Type, Int32Type>(col),
+        (DataType::Int8, DataType::Int64) => unary::<Int8Type, Int64Type>(col),
+        (DataType::Int16, DataType::Int32) => unary::<Int16Type, Int32Type>(col),
+        (DataType::Int16, DataType::Int64) => unary::<Int16Type, Int64Type>(col),
+        (DataType::Int32, DataType::Int64) => unary::<Int32Type, Int64Type>(col),
+        (from, to) => {
+            return Err(Error::SchemaMismatch(format!(
+                "a column stored as {from} is read as {to}: only narrower signed integers widen"
+            )));
+        }
+    })
 }
 
 fn pad8(out: &mut Vec<u8>) {
@@ -536,15 +625,49 @@ impl Segment {
         Ok(decoder)
     }
 
-    /// Decodes record batch `i`, casting dictionary-encoded columns back to
-    /// their logical type. With `schema`, the batch gets that (logical)
-    /// schema, which must match the decoded columns.
+    /// Decodes record batch `i` with its columns in their logical types
+    /// (dictionary-encoded and narrow ones cast back). With `schema`, the
+    /// batch gets that (logical) schema, which must match the columns.
     pub(crate) fn read_batch(
         &self,
         decoder: &FileDecoder,
         mapped: &Mapped,
         i: usize,
         schema: Option<&SchemaRef>,
+    ) -> Result<RecordBatch> {
+        let batch = self.read_physical(decoder, mapped, i)?;
+        let corrupt = |e: arrow::error::ArrowError| {
+            Error::corrupt(&self.path, format!("cannot decode batch {i}: {e}"))
+        };
+        let mut fields = Vec::with_capacity(batch.num_columns());
+        let mut cols = Vec::with_capacity(batch.num_columns());
+        for (f, c) in batch.schema_ref().fields().iter().zip(batch.columns()) {
+            let logical = logical_type(f);
+            if &logical == c.data_type() {
+                cols.push(Arc::clone(c));
+                fields.push(f.as_ref().clone());
+            } else {
+                cols.push(widen_int(c, &logical)?);
+                fields.push(Field::new(f.name(), logical, f.is_nullable()));
+            }
+        }
+        let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        let schema = match schema {
+            Some(s) => Arc::clone(s),
+            None => Arc::new(Schema::new(fields)),
+        };
+        RecordBatch::try_new_with_options(schema, cols, &opts).map_err(corrupt)
+    }
+
+    /// Decodes record batch `i` as stored, but for dictionary-encoded
+    /// columns, cast back to strings: an integer column stored narrower
+    /// than its type keeps the narrow type, its field naming the logical
+    /// one ([`logical_type`]). Scans filter such batches before widening.
+    pub(crate) fn read_physical(
+        &self,
+        decoder: &FileDecoder,
+        mapped: &Mapped,
+        i: usize,
     ) -> Result<RecordBatch> {
         let corrupt = |e: arrow::error::ArrowError| {
             Error::corrupt(&self.path, format!("cannot decode batch {i}: {e}"))
@@ -567,6 +690,14 @@ impl Segment {
                 ),
             ));
         }
+        if !batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .any(|f| matches!(f.data_type(), DataType::Dictionary(..)))
+        {
+            return Ok(batch);
+        }
         let mut fields = Vec::with_capacity(batch.num_columns());
         let mut cols = Vec::with_capacity(batch.num_columns());
         for (f, c) in batch.schema_ref().fields().iter().zip(batch.columns()) {
@@ -583,11 +714,8 @@ impl Segment {
             }
         }
         let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        let schema = match schema {
-            Some(s) => Arc::clone(s),
-            None => Arc::new(Schema::new(fields)),
-        };
-        RecordBatch::try_new_with_options(schema, cols, &opts).map_err(corrupt)
+        RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), cols, &opts)
+            .map_err(corrupt)
     }
 
     /// Row offset of each batch, plus the total at the end.

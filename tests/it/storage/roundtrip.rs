@@ -188,8 +188,8 @@ fn low_cardinality_strings_are_dictionary_encoded_and_indexed() {
     );
 }
 
-/// The column metadata of the store's first segment file.
-fn tessera_storage_meta(store: &Store) -> (Vec<tessera_storage::segment::ColumnMeta>, u64) {
+/// The path and bytes of the store's first segment file.
+fn first_segment_file(store: &Store) -> (std::path::PathBuf, Vec<u8>) {
     let dir = store.dir();
     let name = std::fs::read_dir(dir)
         .unwrap()
@@ -198,7 +198,13 @@ fn tessera_storage_meta(store: &Store) -> (Vec<tessera_storage::segment::ColumnM
         .find(|n| n.starts_with("seg-"))
         .unwrap();
     let bytes = std::fs::read(dir.join(&name)).unwrap();
-    let meta = tessera_storage::segment::read_meta(&bytes, &dir.join(&name)).unwrap();
+    (dir.join(name), bytes)
+}
+
+/// The column metadata of the store's first segment file.
+fn tessera_storage_meta(store: &Store) -> (Vec<tessera_storage::segment::ColumnMeta>, u64) {
+    let (path, bytes) = first_segment_file(store);
+    let meta = tessera_storage::segment::read_meta(&bytes, &path).unwrap();
     (meta.columns, meta.rows)
 }
 
@@ -346,5 +352,167 @@ fn segments_of_several_batches_read_filter_and_delete_across_batch_boundaries() 
         store.table("t").unwrap().row_count() as usize,
         n - expected.len()
     );
+    assert!(store.verify().unwrap().is_ok());
+}
+
+/// The Arrow types of the IPC schema of the store's first segment file (its
+/// physical columns), by name.
+fn stored_types(store: &Store) -> Vec<(String, DataType)> {
+    let (_, bytes) = first_segment_file(store);
+    // The footer's `ipc_len` (docs/storage.md): the IPC file is a prefix.
+    let footer = &bytes[bytes.len() - 64..];
+    assert_eq!(&footer[8..12], &2u32.to_le_bytes(), "format version 2");
+    let ipc_len = u64::from_le_bytes(footer[16..24].try_into().unwrap()) as usize;
+    let reader =
+        arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(&bytes[..ipc_len]), None)
+            .unwrap();
+    reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect()
+}
+
+#[test]
+fn integer_columns_are_stored_narrow_and_read_in_their_type() {
+    use roaring::RoaringBitmap;
+    use tessera_storage::{CmpOp, IdSet, Predicate, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("tiny", DataType::Int64, true),
+        Field::new("small", DataType::Int64, true),
+        Field::new("mid", DataType::Int64, true),
+        Field::new("wide", DataType::Int64, true),
+        Field::new("i32", DataType::Int32, true),
+        Field::new("i16", DataType::Int16, true),
+    ]));
+    store
+        .create_table("t", Arc::clone(&schema), TableOptions::default())
+        .unwrap();
+    // Two batches and a bit; each column at the very edges of a narrower
+    // type (or just past them), with NULLs.
+    let n = tessera_storage::segment::BATCH_ROWS + 1000;
+    let pick = |i: usize, edges: [i64; 3]| -> Option<i64> {
+        (i % 11 != 3).then_some(edges[i % 3] - (i % 2) as i64)
+    };
+    let col = |edges: [i64; 3]| -> Int64Array { (0..n).map(|i| pick(i, edges)).collect() };
+    let tiny = col([i64::from(i8::MIN) + 1, 0, i64::from(i8::MAX)]);
+    let small = col([i64::from(i16::MIN) + 1, 200, i64::from(i16::MAX)]);
+    let mid = col([i64::from(i32::MIN) + 1, -5, i64::from(i32::MAX)]);
+    let wide = col([i64::from(i32::MIN), 7, i64::from(i32::MAX) + 1]);
+    let b = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..n as i64)),
+            Arc::new(tiny),
+            Arc::new(small),
+            Arc::new(mid),
+            Arc::new(wide),
+            Arc::new(
+                (0..n)
+                    .map(|i| (i % 5 != 0).then_some((i % 100) as i32))
+                    .collect::<Int32Array>(),
+            ),
+            Arc::new(
+                (0..n)
+                    .map(|i| Some((i % 7) as i16 - 3))
+                    .collect::<Int16Array>(),
+            ),
+        ],
+    )
+    .unwrap();
+    store.append("t", &b).unwrap();
+    store.checkpoint().unwrap();
+    assert_eq!(
+        stored_types(&store),
+        [
+            ("id", DataType::Int32),
+            ("tiny", DataType::Int8),
+            ("small", DataType::Int16),
+            ("mid", DataType::Int32),
+            ("wide", DataType::Int64),
+            ("i32", DataType::Int8),
+            ("i16", DataType::Int8),
+        ]
+        .map(|(n, t)| (n.to_string(), t))
+        .to_vec(),
+        "each column in the narrowest type holding its values"
+    );
+    assert_eq!(read_all(&store, "t"), b, "read back in the table's types");
+
+    // Filters on narrow columns: literals inside, at and past the stored
+    // type's range, then a set of ids; the answer is the same as over the
+    // rows as written.
+    let scan = |pred: Predicate, projection: &[&str]| -> RecordBatch {
+        let snap = store.table("t").unwrap();
+        let s = snap
+            .scan(&ScanOptions {
+                predicate: Some(pred),
+                projection: Some(projection.iter().map(|s| s.to_string()).collect()),
+                ..ScanOptions::default()
+            })
+            .unwrap();
+        let out_schema = Arc::clone(&s.schema);
+        concat_batches(&out_schema, &s.collect().unwrap()).unwrap()
+    };
+    let count_where = |c: usize, keep: &dyn Fn(i64) -> bool| {
+        let a = b.column(c).as_any().downcast_ref::<Int64Array>().unwrap();
+        a.iter().flatten().filter(|v| keep(*v)).count()
+    };
+    for (c, name) in [(1, "tiny"), (2, "small"), (3, "mid"), (4, "wide")] {
+        for v in [
+            -1_000_000_000_000i64,
+            i64::from(i32::MIN),
+            i64::from(i16::MIN),
+            -129,
+            -5,
+            0,
+            127,
+            200,
+            i64::from(i16::MAX) + 1,
+            i64::from(i32::MAX),
+            i64::from(i32::MAX) + 1,
+        ] {
+            for (op, keep) in [
+                (CmpOp::Eq, &(|x: i64| x == v) as &dyn Fn(i64) -> bool),
+                (CmpOp::Gt, &|x: i64| x > v),
+                (CmpOp::LtEq, &|x: i64| x <= v),
+            ] {
+                let got = scan(Predicate::cmp(name, op, Value::Int(v)), &[name, "id"]);
+                assert_eq!(got.num_rows(), count_where(c, keep), "{name} {op:?} {v}");
+                assert_eq!(got.schema().field(0).data_type(), &DataType::Int64);
+            }
+        }
+    }
+    let ids: RoaringBitmap = (0..n as u32).filter(|i| i % 3 == 1).collect();
+    let set = IdSet::new(Arc::new(ids));
+    let in_set = Predicate::InSet {
+        column: "id".into(),
+        set: set.clone(),
+    };
+    let first = scan(in_set.clone(), &["small"]);
+    assert_eq!(first.num_rows(), (0..n).filter(|i| i % 3 == 1).count());
+    assert_eq!(first.schema().field(0).data_type(), &DataType::Int64);
+    assert!(set.kept_batches() > 0, "answers over 32-bit ids are kept");
+    assert_eq!(scan(in_set, &["small"]), first, "and answer the same again");
+    let not_in = scan(
+        Predicate::Not(Box::new(Predicate::InSet {
+            column: "tiny".into(),
+            set: IdSet::new(Arc::new([0u32, 127].into_iter().collect())),
+        })),
+        &["tiny"],
+    );
+    assert_eq!(
+        not_in.num_rows(),
+        count_where(1, &|x| x != 0 && x != 127),
+        "NOT IN a set over 8-bit values: NULLs and negatives as for 64 bits"
+    );
+
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(read_all(&store, "t"), b, "and after a reopen");
     assert!(store.verify().unwrap().is_ok());
 }
