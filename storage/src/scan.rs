@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BooleanArray, BooleanBufferBuilder, RecordBatch, UInt32Array, UInt64Array,
-    new_null_array,
 };
 use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -24,7 +23,7 @@ use crate::index::{Selection, select};
 use crate::predicate::Predicate;
 use crate::segment::{Mapped, Segment};
 use crate::table::TableMeta;
-use crate::version::{TableVersion, Version, conform};
+use crate::version::{TableVersion, Version, columns_by_name, conform};
 use crate::zonemap::ColumnStats;
 
 /// Name of the optional row-id column: `segment id << 32 | row position`.
@@ -786,24 +785,23 @@ impl PartitionIter {
 /// table after it was written) becomes NULL; a narrow integer column keeps
 /// its stored type.
 fn stored_as_read(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
-    let mut fields = Vec::with_capacity(target.fields().len());
-    let mut cols = Vec::with_capacity(target.fields().len());
-    for f in target.fields() {
-        let col = match batch.schema_ref().index_of(f.name()) {
-            Ok(i) => Arc::clone(batch.column(i)),
-            Err(_) => new_null_array(f.data_type(), batch.num_rows()),
-        };
-        fields.push(if col.data_type() == f.data_type() {
-            Arc::clone(f)
-        } else {
-            Arc::new(Field::new(
-                f.name(),
-                col.data_type().clone(),
-                f.is_nullable(),
-            ))
-        });
-        cols.push(col);
-    }
+    let cols = columns_by_name(batch, target);
+    let fields: Vec<Arc<Field>> = target
+        .fields()
+        .iter()
+        .zip(&cols)
+        .map(|(f, col)| {
+            if col.data_type() == f.data_type() {
+                Arc::clone(f)
+            } else {
+                Arc::new(Field::new(
+                    f.name(),
+                    col.data_type().clone(),
+                    f.is_nullable(),
+                ))
+            }
+        })
+        .collect();
     let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), cols, &opts).map_err(|e| {
         Error::SchemaMismatch(format!("cannot reshape batch to the table schema: {e}"))

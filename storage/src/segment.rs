@@ -328,26 +328,23 @@ pub(crate) fn encode(
 /// than `logical`. Scans filter such a column before widening what they
 /// return, so a filter reads a half, a quarter or an eighth of the bytes.
 pub fn narrow_type(logical: &DataType, stats: &ColumnStats) -> Option<DataType> {
-    let width = match logical {
-        DataType::Int64 => 8,
-        DataType::Int32 => 4,
-        DataType::Int16 => 2,
-        _ => return None,
-    };
+    if !matches!(logical, DataType::Int16 | DataType::Int32 | DataType::Int64) {
+        return None;
+    }
     let (Some(Value::Int(lo)), Some(Value::Int(hi))) = (&stats.min, &stats.max) else {
         return None;
     };
     let fits = |min: i64, max: i64| min <= *lo && *hi <= max;
-    let (dt, w) = if fits(i8::MIN.into(), i8::MAX.into()) {
-        (DataType::Int8, 1)
+    let narrow = if fits(i8::MIN.into(), i8::MAX.into()) {
+        DataType::Int8
     } else if fits(i16::MIN.into(), i16::MAX.into()) {
-        (DataType::Int16, 2)
+        DataType::Int16
     } else if fits(i32::MIN.into(), i32::MAX.into()) {
-        (DataType::Int32, 4)
+        DataType::Int32
     } else {
         return None;
     };
-    (w < width).then_some(dt)
+    (narrow.primitive_width() < logical.primitive_width()).then_some(narrow)
 }
 
 /// The type a column stored as `field` has for readers: the one its
@@ -626,14 +623,12 @@ impl Segment {
     }
 
     /// Decodes record batch `i` with its columns in their logical types
-    /// (dictionary-encoded and narrow ones cast back). With `schema`, the
-    /// batch gets that (logical) schema, which must match the columns.
+    /// (dictionary-encoded and narrow ones cast back).
     pub(crate) fn read_batch(
         &self,
         decoder: &FileDecoder,
         mapped: &Mapped,
         i: usize,
-        schema: Option<&SchemaRef>,
     ) -> Result<RecordBatch> {
         let batch = self.read_physical(decoder, mapped, i)?;
         let corrupt = |e: arrow::error::ArrowError| {
@@ -652,11 +647,8 @@ impl Segment {
             }
         }
         let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        let schema = match schema {
-            Some(s) => Arc::clone(s),
-            None => Arc::new(Schema::new(fields)),
-        };
-        RecordBatch::try_new_with_options(schema, cols, &opts).map_err(corrupt)
+        RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), cols, &opts)
+            .map_err(corrupt)
     }
 
     /// Decodes record batch `i` as stored, but for dictionary-encoded

@@ -197,7 +197,7 @@ fn check_segment(
     let decoder = seg.decoder(&mapped, &all, false)?;
     let mut batches = Vec::new();
     for i in 0..seg.meta().batch_rows.len() {
-        batches.push(seg.read_batch(&decoder, &mapped, i, None)?);
+        batches.push(seg.read_batch(&decoder, &mapped, i)?);
     }
     let schema = batches
         .first()

@@ -157,20 +157,26 @@ impl Version {
     }
 }
 
-/// Reshapes `batch` to `schema` by column name: columns the batch lacks (added
-/// to the table after it was written) become NULL.
-pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    if batch.schema_ref() == schema {
-        return Ok(batch.clone());
-    }
-    let cols: Vec<ArrayRef> = schema
+/// The columns of `batch` named by `schema`, in its order; those the batch
+/// lacks (added to the table after it was written) are NULL.
+pub(crate) fn columns_by_name(batch: &RecordBatch, schema: &SchemaRef) -> Vec<ArrayRef> {
+    schema
         .fields()
         .iter()
         .map(|f| match batch.schema_ref().index_of(f.name()) {
             Ok(i) => Arc::clone(batch.column(i)),
             Err(_) => new_null_array(f.data_type(), batch.num_rows()),
         })
-        .collect();
+        .collect()
+}
+
+/// Reshapes `batch` to `schema` by column name: columns the batch lacks (added
+/// to the table after it was written) become NULL.
+pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema_ref() == schema {
+        return Ok(batch.clone());
+    }
+    let cols = columns_by_name(batch, schema);
     let opts = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(Arc::clone(schema), cols, &opts).map_err(|e| {
         Error::SchemaMismatch(format!("cannot reshape batch to the table schema: {e}"))
