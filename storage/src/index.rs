@@ -108,73 +108,48 @@ impl ColumnIndex {
     pub fn build(array: &ArrayRef, max_distinct: Option<usize>) -> Option<ColumnIndex> {
         let rows = u32::try_from(array.len()).ok()?;
         let cap = max_distinct.unwrap_or(usize::MAX);
-        let mut nulls = RoaringBitmap::new();
-        let (keys, bitmaps) = match array.data_type() {
+        // Rows are gathered per key in ascending order, then each list
+        // becomes a bitmap at once: pushing row by row into a roaring bitmap
+        // looks for the last set bit of a dense container on every push.
+        let mut nulls: Vec<u32> = Vec::new();
+        let (keys, lists) = match array.data_type() {
             DataType::Boolean => {
                 let a = array.as_boolean();
-                let mut maps = [RoaringBitmap::new(), RoaringBitmap::new()];
-                for (i, v) in a.iter().enumerate() {
+                let mut lists: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+                for (i, v) in (0..rows).zip(a.iter()) {
                     match v {
-                        Some(b) => add(&mut maps[usize::from(b)], i),
-                        None => add(&mut nulls, i),
-                    };
+                        Some(b) => lists[usize::from(b)].push(i),
+                        None => nulls.push(i),
+                    }
                 }
                 let mut keys = Vec::new();
                 let mut out = Vec::new();
-                for (b, m) in [false, true].into_iter().zip(maps) {
-                    if !m.is_empty() {
+                for (b, l) in [false, true].into_iter().zip(lists) {
+                    if !l.is_empty() {
                         keys.push(b);
-                        out.push(m);
+                        out.push(l);
                     }
                 }
                 (IndexKeys::Bool(keys), out)
             }
             DataType::Utf8 => {
                 let a = array.as_string::<i32>();
-                let mut map: HashMap<&str, RoaringBitmap> = HashMap::new();
-                for (i, v) in a.iter().enumerate() {
-                    match v {
-                        Some(s) => {
-                            if !map.contains_key(s) && map.len() >= cap {
-                                return None;
-                            }
-                            add(map.entry(s).or_default(), i);
-                        }
-                        None => {
-                            add(&mut nulls, i);
-                        }
-                    }
-                }
-                let mut entries: Vec<(&str, RoaringBitmap)> = map.into_iter().collect();
-                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                let (k, m): (Vec<_>, Vec<_>) =
-                    entries.into_iter().map(|(k, m)| (k.to_string(), m)).unzip();
-                (IndexKeys::Str(k), m)
+                let entries = group_rows(a.iter(), rows, cap, &mut nulls)?;
+                let (k, l): (Vec<_>, Vec<_>) =
+                    entries.into_iter().map(|(k, l)| (k.to_string(), l)).unzip();
+                (IndexKeys::Str(k), l)
             }
             dt if Self::supports(dt) => {
                 let wide = cast(array, &DataType::Int64).ok()?;
                 let a = wide.as_primitive::<Int64Type>();
-                let mut map: HashMap<i64, RoaringBitmap> = HashMap::new();
-                for (i, v) in a.iter().enumerate() {
-                    match v {
-                        Some(x) => {
-                            if !map.contains_key(&x) && map.len() >= cap {
-                                return None;
-                            }
-                            add(map.entry(x).or_default(), i);
-                        }
-                        None => {
-                            add(&mut nulls, i);
-                        }
-                    }
-                }
-                let mut entries: Vec<(i64, RoaringBitmap)> = map.into_iter().collect();
-                entries.sort_unstable_by_key(|e| e.0);
-                let (k, m): (Vec<_>, Vec<_>) = entries.into_iter().unzip();
-                (IndexKeys::Int(k), m)
+                let entries = group_rows(a.iter(), rows, cap, &mut nulls)?;
+                let (k, l): (Vec<_>, Vec<_>) = entries.into_iter().unzip();
+                (IndexKeys::Int(k), l)
             }
             _ => return None,
         };
+        let bitmaps = lists.into_iter().map(ascending_bitmap).collect();
+        let nulls = ascending_bitmap(nulls);
         Some(ColumnIndex {
             rows,
             keys,
@@ -311,12 +286,39 @@ impl ColumnIndex {
     }
 }
 
-/// Adds row `i` to a bitmap being built in ascending row order.
-fn add(bm: &mut RoaringBitmap, i: usize) {
-    let row = i as u32;
-    if bm.try_push(row).is_err() {
-        bm.insert(row);
+/// The rows of each distinct value of `values` (row `i` is the `i`-th
+/// value), sorted by value, or `None` past `cap` distinct values; NULL rows
+/// go to `nulls`.
+fn group_rows<K: std::hash::Hash + Eq + Ord>(
+    values: impl Iterator<Item = Option<K>>,
+    rows: u32,
+    cap: usize,
+    nulls: &mut Vec<u32>,
+) -> Option<Vec<(K, Vec<u32>)>> {
+    let mut map: HashMap<K, Vec<u32>> = HashMap::new();
+    for (i, v) in (0..rows).zip(values) {
+        match v {
+            Some(x) => {
+                if let Some(list) = map.get_mut(&x) {
+                    list.push(i);
+                } else if map.len() >= cap {
+                    return None;
+                } else {
+                    map.insert(x, vec![i]);
+                }
+            }
+            None => nulls.push(i),
+        }
     }
+    let mut entries: Vec<(K, Vec<u32>)> = map.into_iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Some(entries)
+}
+
+/// The bitmap of `rows`, strictly ascending.
+fn ascending_bitmap(rows: Vec<u32>) -> RoaringBitmap {
+    RoaringBitmap::from_sorted_iter(rows.iter().copied())
+        .unwrap_or_else(|_| rows.into_iter().collect())
 }
 
 /// Serialises a bitmap in the portable Roaring format.
