@@ -171,6 +171,32 @@ impl<'a> BulkLoad<'a> {
         t.sink.push(conform(batch, &t.meta.schema)?)
     }
 
+    /// Writes the rows pushed to `target` so far to a segment now, instead
+    /// of waiting for a full one: for a caller done with that table whose
+    /// load goes on with others (the file is written while the next table
+    /// is being read, not at publication).
+    pub fn flush(&mut self, target: LoadTarget) -> Result<()> {
+        self.targets
+            .get_mut(target.0)
+            .ok_or_else(|| Error::InvalidInput("unknown bulk-load target".into()))?
+            .sink
+            .flush()
+    }
+
+    /// Writes the target's segments at half the store's segment size (the
+    /// smallest that compaction leaves as they are) instead of the full
+    /// size. For a load that produces its rows while it writes them: the
+    /// first file is written sooner, and less is left to write after the
+    /// last row.
+    pub fn write_early(&mut self, target: LoadTarget) -> Result<()> {
+        let rows = self.store.shared().opts.target_segment_rows.max(2) / 2;
+        self.targets
+            .get_mut(target.0)
+            .ok_or_else(|| Error::InvalidInput("unknown bulk-load target".into()))?
+            .sink
+            .set_target(rows)
+    }
+
     /// Rows pushed to `target` so far.
     pub fn rows(&self, target: LoadTarget) -> u64 {
         self.targets.get(target.0).map_or(0, |t| t.rows)

@@ -71,6 +71,7 @@
 //! # Ok(()) }
 //! ```
 
+mod appender;
 mod bulk;
 mod codec;
 mod commit;

@@ -10,12 +10,14 @@
 
 use std::collections::HashMap;
 
-use hashbrown::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow::array::{Array, ArrayRef, ArrowPrimitiveType, AsArray, RecordBatch};
+use arrow::array::{
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, DictionaryArray, Int32Array, RecordBatch,
+    StringArray,
+};
 use arrow::buffer::Buffer;
 use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::{
@@ -27,10 +29,11 @@ use arrow::ipc::{Block, convert::fb_to_schema, root_as_footer};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::appender::CrcAppender;
 use crate::codec::{LeReader, PutLe, crc, from_postcard, to_postcard, to_usize};
 use crate::error::{Error, Result};
 use crate::index::{AUTO_INDEX_MAX_DISTINCT, ColumnIndex};
-use crate::io::Vfs;
+use crate::io::{Vfs, WritableFile};
 use crate::table::TableOptions;
 use crate::value::Value;
 use crate::zonemap::ColumnStats;
@@ -183,11 +186,16 @@ pub(crate) fn write(
     batches: &[RecordBatch],
     options: &TableOptions,
 ) -> Result<()> {
-    let bytes = encode(id, schema, batches, options)?;
     let path = dir.join(file_name(id));
     let tmp = dir.join(format!("{}.tmp", file_name(id)));
     let mut f = vfs.create(&tmp)?;
-    f.append(&bytes)?;
+    if let Err(e) = encode(id, schema, batches, options, f.as_mut()) {
+        drop(f);
+        // Best effort: a temporary file no manifest names is also removed
+        // at the next open.
+        let _ = vfs.remove(&tmp);
+        return Err(e);
+    }
     f.sync()?;
     drop(f);
     vfs.set_read_only(&tmp)?;
@@ -199,13 +207,15 @@ fn arrow_write_err(e: arrow::error::ArrowError) -> Error {
     Error::InvalidInput(format!("cannot encode segment: {e}"))
 }
 
-/// Builds the bytes of a segment file.
+/// Writes the bytes of a segment file to `file`, streamed (the file's
+/// bytes are never all in memory at once).
 pub(crate) fn encode(
     id: u64,
     schema: &SchemaRef,
     batches: &[RecordBatch],
     options: &TableOptions,
-) -> Result<Vec<u8>> {
+    file: &mut dyn WritableFile,
+) -> Result<()> {
     let all = concat_batches(schema, batches).map_err(arrow_write_err)?;
     let rows = all.num_rows();
     let mut columns = Vec::with_capacity(schema.fields().len());
@@ -221,14 +231,18 @@ pub(crate) fn encode(
         } else {
             None
         };
-        let dictionary =
-            *field.data_type() == DataType::Utf8 && worth_dictionary(col, index.as_ref());
+        let dictionary = if *field.data_type() == DataType::Utf8 {
+            dictionary_of(col, index.as_ref())
+        } else {
+            None
+        };
         let stats = ColumnStats::compute(col);
-        let narrow = if dictionary {
+        let narrow = if dictionary.is_some() {
             None
         } else {
             narrow_type(field.data_type(), &stats)
         };
+        let is_dictionary = dictionary.is_some();
         let (pf, pc) = if let Some(dt) = narrow {
             let encoded = cast(col, &dt).map_err(arrow_write_err)?;
             let mut meta = field.metadata().clone();
@@ -237,12 +251,8 @@ pub(crate) fn encode(
                 Field::new(field.name(), dt, field.is_nullable()).with_metadata(meta),
                 encoded,
             )
-        } else if dictionary {
+        } else if let Some(encoded) = dictionary {
             let dt = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-            let encoded = match index.as_ref().and_then(|i| i.to_dictionary(col.len())) {
-                Some(d) => d,
-                None => cast(col, &dt).map_err(arrow_write_err)?,
-            };
             (Field::new(field.name(), dt, field.is_nullable()), encoded)
         } else {
             (field.as_ref().clone(), Arc::clone(col))
@@ -252,7 +262,7 @@ pub(crate) fn encode(
         columns.push(ColumnMeta {
             name: field.name().clone(),
             stats,
-            dictionary,
+            dictionary: is_dictionary,
             index: None,
         });
         indexes.push(index);
@@ -262,43 +272,45 @@ pub(crate) fn encode(
         RecordBatch::try_new(Arc::clone(&physical), physical_cols).map_err(arrow_write_err)?;
 
     // 1. The Arrow IPC file, uncompressed and 64-byte aligned.
-    let mut out = Vec::new();
+    let mut out = CrcAppender::new(file);
     let opts = IpcWriteOptions::try_new(64, false, arrow::ipc::MetadataVersion::V5)
         .map_err(arrow_write_err)?;
-    let mut writer =
-        FileWriter::try_new_with_options(&mut out, &physical, opts).map_err(arrow_write_err)?;
     let mut batch_rows = Vec::new();
-    let mut start = 0;
-    while start < rows || (rows == 0 && batch_rows.is_empty()) {
-        let len = BATCH_ROWS.min(rows - start);
-        writer
-            .write(&encoded.slice(start, len))
-            .map_err(arrow_write_err)?;
-        batch_rows.push(len as u64);
-        start += len;
-        if rows == 0 {
-            break;
+    let ipc = (|| -> std::result::Result<(), arrow::error::ArrowError> {
+        let mut writer = FileWriter::try_new_with_options(&mut out, &physical, opts)?;
+        let mut start = 0;
+        while start < rows || (rows == 0 && batch_rows.is_empty()) {
+            let len = BATCH_ROWS.min(rows - start);
+            writer.write(&encoded.slice(start, len))?;
+            batch_rows.push(len as u64);
+            start += len;
+            if rows == 0 {
+                break;
+            }
         }
+        writer.finish()
+    })();
+    if let Err(e) = ipc {
+        // The file's own error (disk full, a fault) before Arrow's wording.
+        return Err(out.take_error().unwrap_or_else(|| arrow_write_err(e)));
     }
-    writer.finish().map_err(arrow_write_err)?;
-    drop(writer);
-    let ipc_len = out.len() as u64;
-    pad8(&mut out);
+    let ipc_len = out.len();
+    out.pad8()?;
     // The data checksum covers the IPC file and its padding: every byte of a
     // segment file is under some checksum.
-    let ipc_crc = crc(&out);
+    let ipc_crc = out.crc();
 
     // 2. Index blocks.
     for (meta, index) in columns.iter_mut().zip(&indexes) {
         if let Some(index) = index {
             let bytes = index.encode()?;
             meta.index = Some(IndexRef {
-                offset: out.len() as u64,
+                offset: out.len(),
                 len: bytes.len() as u64,
                 crc: crc(&bytes),
                 distinct: index.distinct() as u64,
             });
-            out.extend_from_slice(&bytes);
+            out.put(&bytes)?;
         }
     }
 
@@ -312,15 +324,15 @@ pub(crate) fn encode(
     let meta_bytes = to_postcard(&meta, "segment metadata")?;
     let footer = Footer {
         ipc_len,
-        meta_offset: out.len() as u64,
+        meta_offset: out.len(),
         meta_len: meta_bytes.len() as u64,
         ipc_crc,
         meta_crc: crc(&meta_bytes),
         rows: rows as u64,
     };
-    out.extend_from_slice(&meta_bytes);
-    out.extend_from_slice(&footer.encode());
-    Ok(out)
+    out.put(&meta_bytes)?;
+    out.put(&footer.encode())?;
+    out.drain()
 }
 
 /// The narrowest signed integer type holding every value of a signed
@@ -386,31 +398,53 @@ pub(crate) fn widen_int(col: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
     })
 }
 
-fn pad8(out: &mut Vec<u8>) {
-    while !out.len().is_multiple_of(8) {
-        out.push(0);
-    }
-}
-
-/// Dictionary-encode a string column when it has few distinct values.
-fn worth_dictionary(col: &ArrayRef, index: Option<&ColumnIndex>) -> bool {
+/// A string column as `Dictionary(Int32, Utf8)` when it has few distinct
+/// values (at most [`DICTIONARY_MAX_DISTINCT`] and half its non-null rows),
+/// else `None`. From its index when it has one (no hashing); otherwise in
+/// one pass that counts the values and assigns their codes together.
+fn dictionary_of(col: &ArrayRef, index: Option<&ColumnIndex>) -> Option<ArrayRef> {
     let rows = col.len() - col.null_count();
     if rows < 64 {
-        return false;
+        return None;
     }
     let cap = DICTIONARY_MAX_DISTINCT.min(rows / 2);
     if let Some(idx) = index {
-        return idx.distinct() <= cap;
-    }
-    let strings = col.as_string::<i32>();
-    let mut seen = HashSet::new();
-    for s in strings.iter().flatten() {
-        seen.insert(s);
-        if seen.len() > cap {
-            return false;
+        if idx.distinct() > cap {
+            return None;
+        }
+        if let Some(d) = idx.to_dictionary(col.len()) {
+            return Some(d);
         }
     }
-    true
+    let strings = col.as_string::<i32>();
+    let mut codes_of: hashbrown::HashMap<&str, i32> = hashbrown::HashMap::new();
+    let mut values: Vec<&str> = Vec::new();
+    let mut codes: Vec<i32> = Vec::with_capacity(col.len());
+    for s in strings.iter() {
+        let code = match s {
+            None => 0,
+            Some(s) => match codes_of.get(s) {
+                Some(c) => *c,
+                None => {
+                    if values.len() >= cap {
+                        return None;
+                    }
+                    let c = i32::try_from(values.len()).ok()?;
+                    codes_of.insert(s, c);
+                    values.push(s);
+                    c
+                }
+            },
+        };
+        codes.push(code);
+    }
+    let keys = Int32Array::new(codes.into(), col.nulls().cloned());
+    let dict = DictionaryArray::<Int32Type>::try_new(
+        keys,
+        Arc::new(StringArray::from_iter_values(values)),
+    )
+    .ok()?;
+    Some(Arc::new(dict))
 }
 
 /// Parses the metadata block of a whole segment file held in memory,

@@ -726,7 +726,18 @@ impl<'a> SegmentSink<'a> {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
+    /// Segments of at most `rows` rows from now on (what is pushed already
+    /// is written first if it reaches that).
+    pub(crate) fn set_target(&mut self, rows: usize) -> Result<()> {
+        self.target = rows.max(1);
+        if self.rows >= self.target {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows pushed so far as a segment now (none: nothing).
+    pub(crate) fn flush(&mut self) -> Result<()> {
         if self.rows == 0 {
             return Ok(());
         }

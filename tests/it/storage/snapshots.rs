@@ -229,3 +229,81 @@ fn huge_values_are_cut_into_segments_by_bytes() {
     let want: Vec<(i64, Vec<u8>)> = (0..40).zip(blobs).collect();
     assert_eq!(got, want);
 }
+
+/// A bulk load that produces its rows while it writes them (UNIFY's
+/// rewrite of its sources) writes half-size segments, which compaction
+/// leaves as they are, and can write a table's last segment before
+/// publication; the rows read back whole and in order.
+#[test]
+fn a_bulk_load_writes_early_and_flushes_on_request() {
+    use arrow::array::{AsArray, Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        target_segment_rows: 100,
+        background: false,
+        ..Options::default()
+    };
+    let store = Store::open_with(dir.path(), opts, Arc::new(OsVfs)).unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    let rows = |from: i64, to: i64| {
+        RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from_iter_values(from..to))],
+        )
+        .unwrap()
+    };
+    let layout = |table: &str| -> (Vec<u64>, Vec<u64>, Vec<i64>) {
+        let snap = store.snapshot();
+        let scan = snap
+            .table(table)
+            .unwrap()
+            .scan(&ScanOptions::default())
+            .unwrap();
+        let mut ids = Vec::new();
+        let mut sizes = Vec::new();
+        let mut values = Vec::new();
+        for part in scan.partitions {
+            ids.push(part.segment_id());
+            sizes.push(part.source_rows());
+            for b in part {
+                let b = b.unwrap();
+                values.extend(b.column(0).as_primitive::<Int64Type>().values().iter());
+            }
+        }
+        (ids, sizes, values)
+    };
+
+    let mut load = store.bulk();
+    let early = load
+        .create("early", Arc::clone(&schema), TableOptions::default())
+        .unwrap();
+    let other = load
+        .create("other", Arc::clone(&schema), TableOptions::default())
+        .unwrap();
+    load.write_early(early).unwrap();
+    for from in (0..245).step_by(35) {
+        load.push(early, &rows(from, (from + 35).min(245))).unwrap();
+    }
+    // Four files of 50 rows so far; the flush writes the 45 left now.
+    assert_eq!(seg_files(dir.path()).len(), 4);
+    load.flush(early).unwrap();
+    assert_eq!(seg_files(dir.path()).len(), 5);
+    load.flush(early).unwrap(); // nothing left: no empty file
+    assert_eq!(seg_files(dir.path()).len(), 5);
+    load.push(other, &rows(1000, 1040)).unwrap();
+    load.push(early, &rows(245, 255)).unwrap();
+    load.publish().unwrap();
+
+    let (ids, sizes, values) = layout("early");
+    assert_eq!(sizes, vec![50, 50, 50, 50, 45, 10]);
+    assert_eq!(values, (0..255).collect::<Vec<i64>>());
+    assert_eq!(layout("other").1, vec![40]);
+
+    // Half-size segments are not small: compaction merges only the last two.
+    store.compact().unwrap();
+    let (after, sizes, values) = layout("early");
+    assert_eq!(&after[..4], &ids[..4]);
+    assert_eq!(sizes, vec![50, 50, 50, 50, 55]);
+    assert_eq!(values, (0..255).collect::<Vec<i64>>());
+}
