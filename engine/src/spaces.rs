@@ -197,7 +197,9 @@ impl Spaces {
                 fields.push(Field::new(PROFILE_ID, DataType::Int64, true));
             }
             let with_id = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-            targets.push(load.replace(&s.table, with_id, &table)?);
+            let target = load.replace(&s.table, with_id, &table)?;
+            load.write_early(target)?;
+            targets.push(target);
         }
         // Resolution on one core, the rewrite of the sources (encoding,
         // zone maps, indexes, writes) on the other.
@@ -212,8 +214,15 @@ impl Spaces {
                 })
             });
             let mut pushed = Ok(());
+            let mut current = None;
             for (i, batch) in &rx {
-                pushed = load.push(targets[i], &batch);
+                // The resolver is done with the previous source: write its
+                // last segment while it reads this one.
+                pushed = match current.replace(i) {
+                    Some(done) if done != i => load.flush(targets[done]),
+                    _ => Ok(()),
+                }
+                .and_then(|()| load.push(targets[i], &batch));
                 if pushed.is_err() {
                     break;
                 }

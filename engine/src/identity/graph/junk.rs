@@ -17,10 +17,14 @@ pub struct JunkDetector {
 impl JunkDetector {
     /// Takes one record into account.
     pub fn observe(&mut self, graph: &IdentityGraph, raw: &[(usize, &str)]) {
+        let strong: Vec<(usize, &str)> = raw
+            .iter()
+            .filter(|(k, _)| graph.config.kinds.get(*k).is_some_and(|s| s.strong))
+            .copied()
+            .collect();
         let vals: Vec<u32> = graph
-            .normalize(raw)
+            .normalize(&strong)
             .into_iter()
-            .filter(|(k, _)| graph.config.kinds[usize::from(*k)].strong)
             .map(|key| {
                 let n = self.ids.len() as u32;
                 *self.ids.entry(key).or_insert(n)
