@@ -29,7 +29,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use tessera_sql::SqlError;
 use tessera_sql::datafusion::arrow::array::{
-    ArrayRef, AsArray, BinaryArray, Int64Array, RecordBatch,
+    ArrayRef, AsArray, BinaryBuilder, Int64Array, RecordBatch,
 };
 use tessera_sql::datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use tessera_sql::hook::{HookWrite, TableHook, WriteKind};
@@ -105,11 +105,18 @@ fn encode_log(
     let mut blobs: Vec<Vec<u8>> = Vec::new();
     let mut bytes_in_batch = 0usize;
     let finish = |seqs: &mut Vec<i64>, blobs: &mut Vec<Vec<u8>>| -> Result<RecordBatch> {
+        // Sized up front: grown blob by blob, a batch of a large graph's
+        // log was copied several times over and page-faulted in each time.
+        let bytes = blobs.iter().map(Vec::len).sum();
+        let mut values = BinaryBuilder::with_capacity(blobs.len(), bytes);
+        for b in blobs.iter() {
+            values.append_value(b);
+        }
         let batch = RecordBatch::try_new(
             log_schema(),
             vec![
                 Arc::new(Int64Array::from(std::mem::take(seqs))),
-                Arc::new(BinaryArray::from_iter_values(blobs.iter())),
+                Arc::new(values.finish()),
             ],
         )?;
         blobs.clear();

@@ -203,15 +203,20 @@ impl Spaces {
         }
         // Resolution on one core, the rewrite of the sources (encoding,
         // zone maps, indexes, writes) on the other.
-        let (mut graph, records) = std::thread::scope(|scope| -> Result<_> {
+        let (graph, records, rows) = std::thread::scope(|scope| -> Result<_> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, RecordBatch)>(4);
             let (snapshot, spec) = (&snapshot, &spec);
             let resolver = scope.spawn(move || {
-                resolve_all(snapshot, spec, |i, batch| {
+                let (mut graph, records) = resolve_all(snapshot, spec, |i, batch| {
                     tx.send((i, batch)).map_err(|_| {
                         EngineError::Io(std::io::Error::other("the UNIFY writer stopped"))
                     })
-                })
+                })?;
+                drop(tx);
+                // The graph's log is encoded here while the writer finishes
+                // the sources' last segments.
+                let log = log_rows(graph.take_delta(), 0)?;
+                Ok::<_, EngineError>((graph, records, log))
             });
             let mut pushed = Ok(());
             let mut current = None;
@@ -239,7 +244,6 @@ impl Spaces {
             Ok(t) => load.replace(&log, log_schema(), &t)?,
             Err(_) => load.create(&log, log_schema(), TableOptions::default())?,
         };
-        let rows = log_rows(graph.take_delta(), 0)?;
         for b in &rows {
             load.push(log_target, b)?;
         }
