@@ -162,10 +162,7 @@ impl<'a> BulkLoad<'a> {
     /// Writes `batch` (columns and types exactly those of the target) to
     /// new segment files of the target.
     pub fn push(&mut self, target: LoadTarget, batch: &RecordBatch) -> Result<()> {
-        let t = self
-            .targets
-            .get_mut(target.0)
-            .ok_or_else(|| Error::InvalidInput("unknown bulk-load target".into()))?;
+        let t = self.target_mut(target)?;
         t.meta.check_batch(batch)?;
         t.rows += batch.num_rows() as u64;
         t.sink.push(conform(batch, &t.meta.schema)?)
@@ -176,11 +173,7 @@ impl<'a> BulkLoad<'a> {
     /// load goes on with others (the file is written while the next table
     /// is being read, not at publication).
     pub fn flush(&mut self, target: LoadTarget) -> Result<()> {
-        self.targets
-            .get_mut(target.0)
-            .ok_or_else(|| Error::InvalidInput("unknown bulk-load target".into()))?
-            .sink
-            .flush()
+        self.target_mut(target)?.sink.flush()
     }
 
     /// Writes the target's segments at half the store's segment size (the
@@ -190,11 +183,13 @@ impl<'a> BulkLoad<'a> {
     /// last row.
     pub fn write_early(&mut self, target: LoadTarget) -> Result<()> {
         let rows = self.store.shared().opts.target_segment_rows.max(2) / 2;
+        self.target_mut(target)?.sink.set_target(rows)
+    }
+
+    fn target_mut(&mut self, target: LoadTarget) -> Result<&mut Target<'a>> {
         self.targets
             .get_mut(target.0)
-            .ok_or_else(|| Error::InvalidInput("unknown bulk-load target".into()))?
-            .sink
-            .set_target(rows)
+            .ok_or_else(|| Error::InvalidInput("unknown bulk-load target".into()))
     }
 
     /// Rows pushed to `target` so far.

@@ -231,19 +231,17 @@ pub(crate) fn encode(
         } else {
             None
         };
-        let dictionary = if *field.data_type() == DataType::Utf8 {
-            dictionary_of(col, index.as_ref())
-        } else {
-            None
-        };
+        let dictionary = (*field.data_type() == DataType::Utf8)
+            .then(|| dictionary_of(col, index.as_ref()))
+            .flatten();
         let stats = ColumnStats::compute(col);
-        let narrow = if dictionary.is_some() {
-            None
-        } else {
-            narrow_type(field.data_type(), &stats)
-        };
         let is_dictionary = dictionary.is_some();
-        let (pf, pc) = if let Some(dt) = narrow {
+        // A string column may be stored as a dictionary, a signed integer
+        // column narrower ([`narrow_type`] is `None` for any other type).
+        let (pf, pc) = if let Some(encoded) = dictionary {
+            let dt = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+            (Field::new(field.name(), dt, field.is_nullable()), encoded)
+        } else if let Some(dt) = narrow_type(field.data_type(), &stats) {
             let encoded = cast(col, &dt).map_err(arrow_write_err)?;
             let mut meta = field.metadata().clone();
             meta.insert(LOGICAL_TYPE_KEY.to_string(), field.data_type().to_string());
@@ -251,9 +249,6 @@ pub(crate) fn encode(
                 Field::new(field.name(), dt, field.is_nullable()).with_metadata(meta),
                 encoded,
             )
-        } else if let Some(encoded) = dictionary {
-            let dt = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-            (Field::new(field.name(), dt, field.is_nullable()), encoded)
         } else {
             (field.as_ref().clone(), Arc::clone(col))
         };
