@@ -52,24 +52,89 @@ impl Normalizer {
 
     /// Normalises `raw` (phones to `region`'s numbering plan when national).
     pub fn apply(self, raw: &str, region: Region) -> Option<String> {
-        let v = match self {
-            Normalizer::Email => email(raw)?,
-            Normalizer::Phone => phone(raw, region)?,
+        let mut out = String::new();
+        self.apply_into(raw, region, &mut out).then_some(out)
+    }
+
+    /// Appends the normalised `raw` to `out` and returns true; returns
+    /// false, `out` unchanged, when `raw` identifies nobody. Resolution
+    /// normalises every identifier of every record through this, into one
+    /// buffer per batch, without allocating per value.
+    pub fn apply_into(self, raw: &str, region: Region, out: &mut String) -> bool {
+        let start = out.len();
+        let made = match self {
+            Normalizer::Email => email_into(raw, out),
+            Normalizer::Phone => phone_into(raw, region, out),
             Normalizer::Trim => {
                 let t = raw.trim();
-                if t.is_empty() {
-                    return None;
-                }
-                t.to_string()
+                out.push_str(t);
+                !t.is_empty()
             }
         };
-        (!builtin_junk(self, &v)).then_some(v)
+        let usable = made && !builtin_junk(self, &out[start..]);
+        if !usable {
+            out.truncate(start);
+        }
+        usable
     }
 }
 
 /// Normalises an e-mail address.
 pub fn email(raw: &str) -> Option<String> {
-    let s = raw.trim().to_lowercase();
+    let mut out = String::new();
+    email_into(raw, &mut out).then_some(out)
+}
+
+/// [`email`], appended to `out` (unchanged when `raw` is not an address).
+/// ASCII addresses, nearly all of them, are lower-cased byte by byte as
+/// they are copied; others take the general path.
+fn email_into(raw: &str, out: &mut String) -> bool {
+    let t = raw.trim();
+    if !t.is_ascii() {
+        return match email_unicode(t) {
+            Some(s) => {
+                out.push_str(&s);
+                true
+            }
+            None => false,
+        };
+    }
+    let b = t.as_bytes();
+    let Some(at) = b.iter().position(|&c| c == b'@') else {
+        return false;
+    };
+    let (local, domain) = (&b[..at], &b[at + 1..]);
+    if local.is_empty()
+        || domain.contains(&b'@')
+        || !domain.contains(&b'.')
+        || domain.first() == Some(&b'.')
+        || domain.last() == Some(&b'.')
+        || b.iter().any(|&c| char::from(c).is_whitespace())
+    {
+        return false;
+    }
+    let start = out.len();
+    if domain.eq_ignore_ascii_case(b"gmail.com") || domain.eq_ignore_ascii_case(b"googlemail.com") {
+        for &c in local.iter().take_while(|&&c| c != b'+') {
+            if c != b'.' {
+                out.push(char::from(c.to_ascii_lowercase()));
+            }
+        }
+        if out.len() == start {
+            return false;
+        }
+        out.push_str("@gmail.com");
+        return true;
+    }
+    out.push_str(t);
+    out[start..].make_ascii_lowercase();
+    true
+}
+
+/// [`email`] for an address with non-ASCII characters (lower-casing may
+/// change their length).
+fn email_unicode(t: &str) -> Option<String> {
+    let s = t.to_lowercase();
     let (local, domain) = s.split_once('@')?;
     if local.is_empty()
         || domain.contains('@')
@@ -172,69 +237,96 @@ impl Default for Region {
 
 /// Normalises a phone number to E.164 (`+33612345678`).
 pub fn phone(raw: &str, region: Region) -> Option<String> {
-    let lower = raw.trim().to_ascii_lowercase();
-    // Drop an extension ("ext. 12", "x12", "#12").
-    let main = ["ext", "x", "#", ";"]
-        .iter()
-        .filter_map(|m| lower.find(m))
-        .min()
-        .map_or(lower.as_str(), |i| &lower[..i]);
-    let plus = main.trim_start().starts_with('+');
-    let mut digits: String = main.chars().filter(char::is_ascii_digit).collect();
-    // Anything but digits, separators and one leading '+' is not a phone.
-    if main
-        .chars()
-        .any(|c| !(c.is_ascii_digit() || " .-/()+\u{a0}".contains(c)))
-    {
-        return None;
+    let mut out = String::new();
+    phone_into(raw, region, &mut out).then_some(out)
+}
+
+/// The most digits a number can have and still be valid after its
+/// international prefix and trunk are removed (E.164 allows 15).
+const MAX_PHONE_DIGITS: usize = 20;
+
+/// [`phone`], appended to `out` (unchanged when `raw` is not a number).
+fn phone_into(raw: &str, region: Region, out: &mut String) -> bool {
+    let t = raw.trim();
+    let b = t.as_bytes();
+    // Drop an extension ("ext. 12", "x12", "#12"). The markers are ASCII,
+    // so a byte search cannot land inside a multi-byte character.
+    let cut = (0..b.len())
+        .find(|&i| {
+            matches!(b[i], b'x' | b'X' | b'#' | b';')
+                || b.get(i..i + 3)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(b"ext"))
+        })
+        .unwrap_or(b.len());
+    let main = &t[..cut];
+    let mut buf = [0u8; MAX_PHONE_DIGITS];
+    let mut n = 0;
+    for c in main.chars() {
+        if c.is_ascii_digit() {
+            // More digits than any valid number: not a phone.
+            let Some(slot) = buf.get_mut(n) else {
+                return false;
+            };
+            *slot = c as u8;
+            n += 1;
+        } else if !" .-/()+\u{a0}".contains(c) {
+            // Anything but digits, separators and '+' is not a phone.
+            return false;
+        }
     }
-    let international = if plus {
+    let mut digits = &buf[..n];
+    let international = if main.starts_with('+') {
         true
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        digits = rest.to_string();
+    } else if let Some(rest) = digits.strip_prefix(b"00") {
+        digits = rest;
         true
     } else if region.calling_code == 1
-        && let Some(rest) = digits.strip_prefix("011")
+        && let Some(rest) = digits.strip_prefix(b"011")
     {
-        digits = rest.to_string();
+        digits = rest;
         true
     } else {
         false
     };
-    let e164 = if international {
+    let start = out.len();
+    out.push('+');
+    if international {
         // "+33 (0)6 …": a trunk 0 written after the country code.
-        for r in REGIONS {
-            if !r.keeps_trunk
+        let trunk = REGIONS.iter().find_map(|r| {
+            let rest = strip_code(digits, r.calling_code)?;
+            (!r.keeps_trunk
                 && r.trunk == Some('0')
-                && let Some(rest) = strip_code(&digits, r.calling_code)
-                && rest.starts_with('0')
-                && (r.lengths.0..=r.lengths.1).contains(&(rest.len() - 1))
-            {
-                let cc = digits.len() - rest.len();
-                digits = format!("{}{}", &digits[..cc], &rest[1..]);
-                break;
+                && rest.first() == Some(&b'0')
+                && (r.lengths.0..=r.lengths.1).contains(&(rest.len() - 1)))
+            .then_some(digits.len() - rest.len())
+        });
+        for (i, &d) in digits.iter().enumerate() {
+            if Some(i) != trunk {
+                out.push(char::from(d));
             }
         }
-        digits
     } else {
-        let national = match region.trunk {
-            Some(t) if !region.keeps_trunk => digits.strip_prefix(t).unwrap_or(&digits),
-            _ => &digits,
+        let national = match region.trunk.and_then(|t| u8::try_from(t).ok()) {
+            Some(t) if !region.keeps_trunk => digits.strip_prefix(&[t]).unwrap_or(digits),
+            _ => digits,
         };
         if !(region.lengths.0..=region.lengths.1).contains(&national.len()) {
-            return None;
+            out.truncate(start);
+            return false;
         }
-        format!("{}{national}", region.calling_code)
-    };
-    if !(8..=15).contains(&e164.len()) || e164.starts_with('0') {
-        return None;
+        push_decimal(out, region.calling_code);
+        out.extend(national.iter().map(|&d| char::from(d)));
     }
-    Some(format!("+{e164}"))
+    let e164 = &out.as_bytes()[start + 1..];
+    if !(8..=15).contains(&e164.len()) || e164.first() == Some(&b'0') {
+        out.truncate(start);
+        return false;
+    }
+    true
 }
 
-/// `digits` after the decimal digits of `code`, if it starts with them
-/// (without formatting `code` into a new string for every region tried).
-fn strip_code(digits: &str, code: u16) -> Option<&str> {
+/// The decimal digits of `code`, most significant first, and how many.
+fn decimal(code: u16) -> ([u8; 5], usize) {
     let mut buf = [0u8; 5];
     let mut at = buf.len();
     let mut n = code;
@@ -246,11 +338,20 @@ fn strip_code(digits: &str, code: u16) -> Option<&str> {
             break;
         }
     }
-    let code = &buf[at..];
-    digits
-        .as_bytes()
-        .starts_with(code)
-        .then(|| &digits[code.len()..])
+    buf.copy_within(at.., 0);
+    (buf, 5 - at)
+}
+
+fn push_decimal(out: &mut String, code: u16) {
+    let (buf, len) = decimal(code);
+    out.extend(buf[..len].iter().map(|&d| char::from(d)));
+}
+
+/// `digits` after the decimal digits of `code`, if it starts with them
+/// (without formatting `code` into a new string for every region tried).
+fn strip_code(digits: &[u8], code: u16) -> Option<&[u8]> {
+    let (buf, len) = decimal(code);
+    digits.strip_prefix(&buf[..len])
 }
 
 /// Values that identify nobody: placeholders typed into forms, test data,
@@ -313,7 +414,7 @@ pub fn builtin_junk(kind: Normalizer, v: &str) -> bool {
             tail.chars().all(|c| Some(c) == first)
                 || ["123456789", "012345678", "987654321"].contains(&nine)
         }
-        Normalizer::Trim => ANY.iter().any(|j| j.eq_ignore_ascii_case(v)),
+        Normalizer::Trim => v.len() <= 9 && ANY.iter().any(|j| j.eq_ignore_ascii_case(v)),
     }
 }
 
@@ -355,11 +456,11 @@ mod tests {
 
     #[test]
     fn calling_codes_are_stripped_by_their_digits() {
-        assert_eq!(strip_code("33612345678", 33), Some("612345678"));
-        assert_eq!(strip_code("3531234567", 353), Some("1234567"));
-        assert_eq!(strip_code("1415", 1), Some("415"));
-        assert_eq!(strip_code("3", 33), None);
-        assert_eq!(strip_code("34612345678", 33), None);
+        assert_eq!(strip_code(b"33612345678", 33), Some(&b"612345678"[..]));
+        assert_eq!(strip_code(b"3531234567", 353), Some(&b"1234567"[..]));
+        assert_eq!(strip_code(b"1415", 1), Some(&b"415"[..]));
+        assert_eq!(strip_code(b"3", 33), None);
+        assert_eq!(strip_code(b"34612345678", 33), None);
         assert_eq!(
             phone("+353 (0)87 123 4567", fr()).as_deref(),
             Some("+353871234567")
