@@ -257,6 +257,25 @@ impl ScanPartition {
         }
     }
 
+    /// Non-null values of `column` in the segment it reads (before
+    /// deletions, selection and filter), from the segment's statistics:
+    /// with [`Self::source_rows`], what a pass over some of the columns
+    /// costs. `None` for a column the segment does not have.
+    pub fn non_null(&self, column: &str) -> Option<u64> {
+        match &self.source {
+            Source::Disk(s) => s
+                .stats(column)
+                .map(|st| st.row_count.saturating_sub(st.null_count)),
+            Source::Memory { batches, .. } => batches
+                .iter()
+                .map(|b| {
+                    b.column_by_name(column)
+                        .map(|c| (c.len() - c.null_count()) as u64)
+                })
+                .sum(),
+        }
+    }
+
     /// Whether the partition reads an in-memory segment.
     pub fn in_memory(&self) -> bool {
         matches!(self.source, Source::Memory { .. })

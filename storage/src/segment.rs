@@ -234,7 +234,10 @@ pub(crate) fn encode(
         let dictionary = (*field.data_type() == DataType::Utf8)
             .then(|| dictionary_of(col, index.as_ref()))
             .flatten();
-        let stats = ColumnStats::compute(col);
+        let stats = match dictionary.as_ref().and_then(|d| d.as_any_dictionary_opt()) {
+            Some(d) => ColumnStats::compute_with_values(col, d.values()),
+            None => ColumnStats::compute(col),
+        };
         let is_dictionary = dictionary.is_some();
         // A string column may be stored as a dictionary, a signed integer
         // column narrower ([`narrow_type`] is `None` for any other type).

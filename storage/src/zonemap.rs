@@ -34,7 +34,18 @@ pub struct ColumnStats {
 impl ColumnStats {
     /// Computes the statistics of a whole column.
     pub fn compute(array: &ArrayRef) -> Self {
-        let (min, max) = bounds(array.as_ref()).unwrap_or((None, None));
+        Self::bounded_by(array, array)
+    }
+
+    /// [`Self::compute`] for a column whose distinct non-null values are
+    /// `values` (its dictionary): the bounds are taken over those instead
+    /// of over every row (a string comparison a row otherwise).
+    pub fn compute_with_values(array: &ArrayRef, values: &ArrayRef) -> Self {
+        Self::bounded_by(array, values)
+    }
+
+    fn bounded_by(array: &ArrayRef, values: &ArrayRef) -> Self {
+        let (min, max) = bounds(values.as_ref()).unwrap_or((None, None));
         ColumnStats {
             min,
             max,
