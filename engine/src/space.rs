@@ -122,15 +122,38 @@ fn encode_log(
         blobs.clear();
         Ok(batch)
     };
-    for (i, chunk) in delta.split(chunk).into_iter().enumerate() {
-        let bytes = postcard::to_allocvec(&LogEntry {
-            format: LOG_FORMAT,
-            delta: &chunk,
-            erased: &chunk.erased,
-        })
-        .map_err(|e| {
-            EngineError::InvalidOption(format!("a graph change cannot be encoded: {e}"))
-        })?;
+    let chunks = delta.split(chunk);
+    let encode = |chunks: &[GraphDelta]| -> Result<Vec<Vec<u8>>> {
+        chunks
+            .iter()
+            .map(|chunk| {
+                postcard::to_allocvec(&LogEntry {
+                    format: LOG_FORMAT,
+                    delta: chunk,
+                    erased: &chunk.erased,
+                })
+                .map_err(|e| {
+                    EngineError::InvalidOption(format!("a graph change cannot be encoded: {e}"))
+                })
+            })
+            .collect()
+    };
+    // A whole graph's log (a full UNIFY) is encoded on two threads.
+    let (first, second) = chunks.split_at(chunks.len() / 2);
+    let encoded = if first.is_empty() {
+        encode(second)?
+    } else {
+        let (first, second) = std::thread::scope(|scope| {
+            let later = scope.spawn(|| encode(second));
+            (encode(first), later.join())
+        });
+        let mut encoded = first?;
+        encoded.extend(second.map_err(|_| {
+            EngineError::Io(std::io::Error::other("encoding the graph log panicked"))
+        })??);
+        encoded
+    };
+    for (i, bytes) in encoded.into_iter().enumerate() {
         if !blobs.is_empty() && bytes_in_batch + bytes.len() > max_bytes {
             batches.push(finish(&mut seqs, &mut blobs)?);
             bytes_in_batch = 0;

@@ -8,8 +8,10 @@
 //!    [`BulkLoad`](tessera_sql::storage::BulkLoad) takes the store's
 //!    structural lock.
 //! 3. Every source is read from one snapshot: a junk-detection pass, then
-//!    resolution, source by source in storage order. Each source is
-//!    rewritten with its `profile_id` column as it is resolved.
+//!    resolution, source by source in storage order. One thread reads and
+//!    prepares the records (their identifiers normalised and hashed),
+//!    another resolves them a batch behind, a third rewrites each source
+//!    with its `profile_id` column as it is resolved.
 //! 4. The whole graph goes to the log table `space$graph`, the definition
 //!    to the catalog; the hooks are attached, then everything is published
 //!    in one manifest version: after a crash either all of it is there or
@@ -201,8 +203,9 @@ impl Spaces {
             load.write_early(target)?;
             targets.push(target);
         }
-        // Resolution on one core, the rewrite of the sources (encoding,
-        // zone maps, indexes, writes) on the other.
+        // Three threads on two cores: reading and preparing the records
+        // (normalised, hashed), resolving them, and rewriting the sources
+        // (encoding, zone maps, indexes, writes).
         let (graph, records, rows) = std::thread::scope(|scope| -> Result<_> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, RecordBatch)>(4);
             let (snapshot, spec) = (&snapshot, &spec);

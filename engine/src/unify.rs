@@ -27,7 +27,7 @@ use tessera_sql::parser::{Unify, UnifyOption};
 use tessera_sql::storage::{ScanOptions, ScanPartition, Store};
 
 use crate::error::{EngineError, Result};
-use crate::identity::graph::{GraphConfig, IdentityGraph, JunkDetector, KindSpec};
+use crate::identity::graph::{GraphConfig, IdentityGraph, JunkDetector, KindSpec, Prepared};
 use crate::identity::normalize::{Normalizer, Region};
 
 /// A source table of a profile space.
@@ -435,11 +435,27 @@ pub fn resolve_batch(
     index: usize,
     time: Option<&str>,
 ) -> Result<RecordBatch> {
-    let mut ids: Vec<Option<i64>> = Vec::with_capacity(batch.num_rows());
+    let mut prepared = Prepared::default();
+    let preparer = graph.preparer();
     for_each_row(batch, source, time, |raw, t| {
-        ids.push(graph.add_record(raw, index, t).map(|p| p as i64));
+        preparer.push(raw, t, &mut prepared)
     })?;
-    let column: ArrayRef = Arc::new(Int64Array::from(ids));
+    with_profile_ids(graph, batch, &prepared, index)
+}
+
+/// Resolves `prepared`, the records of `batch` (a batch of source number
+/// `index`), into `graph` and returns the batch with its `profile_id`
+/// column set.
+fn with_profile_ids(
+    graph: &mut IdentityGraph,
+    batch: &RecordBatch,
+    prepared: &Prepared,
+    index: usize,
+) -> Result<RecordBatch> {
+    let ids: Int64Array = (0..prepared.len())
+        .map(|r| graph.add_prepared(prepared, r, index).map(|p| p as i64))
+        .collect();
+    let column: ArrayRef = Arc::new(ids);
     let mut fields: Vec<Field> = batch
         .schema()
         .fields()
@@ -477,8 +493,9 @@ pub struct UnifyReport {
 
 /// Resolves every record of the space's sources as `snapshot` holds them,
 /// in source order and storage order: a first pass finds junk values, the
-/// second resolves. `rows` receives each source's batches with their
-/// `profile_id` column set, source by source.
+/// second resolves, reading and preparing batches on a thread of its own
+/// ([`Prepared`]) while this one resolves them. `rows` receives each
+/// source's batches with their `profile_id` column set, source by source.
 pub fn resolve_all(
     snapshot: &tessera_sql::storage::Snapshot,
     spec: &UnifySpec,
@@ -489,35 +506,73 @@ pub fn resolve_all(
         let detector = detect_junk(snapshot, spec, &graph)?;
         detector.apply(&mut graph);
     }
-    let mut records = Vec::with_capacity(spec.sources.len());
-    for (i, s) in spec.sources.iter().enumerate() {
-        let table = snapshot.table(&s.table)?;
-        let time = time_column(&table.schema());
-        let scan = table.scan(&ScanOptions::default())?;
-        let mut n = 0u64;
-        for part in scan.partitions {
-            for batch in part {
-                let batch = batch?;
-                n += batch.num_rows() as u64;
-                let out = resolve_batch(&mut graph, &batch, s, i, time.as_deref())?;
-                rows(i, out)?;
+    // Records are prepared (read, normalised, hashed) on one thread and
+    // resolved on this one, a batch behind; buffers go back to be reused.
+    let rules = graph.prepare_rules();
+    let records = std::thread::scope(|scope| -> Result<Vec<u64>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, RecordBatch, Prepared)>(4);
+        let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Prepared>();
+        let reader = scope.spawn(move || -> Result<Vec<u64>> {
+            let preparer = rules.preparer();
+            let mut records = Vec::with_capacity(spec.sources.len());
+            for (i, s) in spec.sources.iter().enumerate() {
+                let table = snapshot.table(&s.table)?;
+                let time = time_column(&table.schema());
+                let scan = table.scan(&ScanOptions::default())?;
+                let mut n = 0u64;
+                for part in scan.partitions {
+                    for batch in part {
+                        let batch = batch?;
+                        n += batch.num_rows() as u64;
+                        let mut prepared = spare_rx.try_recv().unwrap_or_default();
+                        prepared.clear();
+                        for_each_row(&batch, s, time.as_deref(), |raw, t| {
+                            preparer.push(raw, t, &mut prepared)
+                        })?;
+                        if tx.send((i, batch, prepared)).is_err() {
+                            // Resolution stopped; its error is reported.
+                            return Ok(records);
+                        }
+                    }
+                }
+                records.push(n);
             }
+            Ok(records)
+        });
+        let mut resolved = Ok(());
+        for (i, batch, prepared) in &rx {
+            resolved =
+                with_profile_ids(&mut graph, &batch, &prepared, i).and_then(|out| rows(i, out));
+            if resolved.is_err() {
+                break;
+            }
+            // The reader may have stopped: a buffer it does not take is dropped.
+            let _ = spare_tx.send(prepared);
         }
-        records.push(n);
-    }
+        drop(rx);
+        let records = reader
+            .join()
+            .map_err(|_| EngineError::Io(std::io::Error::other("UNIFY's reader panicked")))?;
+        resolved?;
+        records
+    })?;
     Ok((graph, records))
 }
 
 /// The junk-detection pass of [`resolve_all`]: every record's strong
 /// identifiers observed, in source and storage order, on two threads (the
-/// first half of the rows on one, the second on the other, merged in that
+/// first half of the work on one, the second on the other, merged in that
 /// order: the same detector as one pass). Nothing else runs during it.
 fn detect_junk(
     snapshot: &tessera_sql::storage::Snapshot,
     spec: &UnifySpec,
     graph: &IdentityGraph,
 ) -> Result<JunkDetector> {
-    let mut work: Vec<(usize, ScanPartition)> = Vec::new();
+    // The records are cut in two halves of equal work, not of equal rows:
+    // a record costs little to read and much per strong value to observe,
+    // and most web events carry none. Work is weighed per segment from its
+    // statistics and spread over the segment's batches (morsels).
+    let mut work: Vec<(usize, ScanPartition, u64)> = Vec::new();
     for (i, s) in spec.sources.iter().enumerate() {
         let mut columns: Vec<String> = Vec::new();
         for (_, c) in &s.columns {
@@ -525,25 +580,41 @@ fn detect_junk(
                 columns.push(c.clone());
             }
         }
+        let strong: Vec<&String> = s
+            .columns
+            .iter()
+            .filter(|(k, _)| spec.config.kinds.get(*k).is_some_and(|k| k.strong))
+            .map(|(_, c)| c)
+            .collect();
         let scan = snapshot.table(&s.table)?.scan(&ScanOptions {
             projection: Some(columns),
             ..ScanOptions::default()
         })?;
-        work.extend(scan.partitions.into_iter().map(|p| (i, p)));
+        for part in scan.partitions {
+            let rows = part.source_rows();
+            let values: u64 = strong
+                .iter()
+                .map(|c| part.non_null(c).unwrap_or(rows))
+                .sum();
+            let weight = rows / 4 + values;
+            let morsels = part.morsels();
+            let share = weight / morsels.len().max(1) as u64;
+            work.extend(morsels.into_iter().map(|m| (i, m, share)));
+        }
     }
-    let total: u64 = work.iter().map(|(_, p)| p.source_rows()).sum();
+    let total: u64 = work.iter().map(|(_, _, w)| w).sum();
     let mut seen = 0u64;
     let split = work
         .iter()
-        .position(|(_, p)| {
-            seen += p.source_rows();
+        .position(|(_, _, w)| {
+            seen += w;
             2 * seen > total
         })
         .map_or(work.len(), |i| i + 1);
     let later = work.split_off(split);
-    let observe = |items: Vec<(usize, ScanPartition)>| -> Result<JunkDetector> {
+    let observe = |items: Vec<(usize, ScanPartition, u64)>| -> Result<JunkDetector> {
         let mut detector = graph.junk_detector();
-        for (i, part) in items {
+        for (i, part, _) in items {
             for batch in part {
                 for_each_row(&batch?, &spec.sources[i], None, |raw, _| {
                     detector.observe(graph, raw)

@@ -47,11 +47,14 @@ use super::normalize::{Normalizer, Region};
 mod delta;
 mod erase;
 mod junk;
+mod prepared;
 
 use delta::Mark;
 pub use delta::{GraphDelta, NewNode};
 pub use erase::ErasedProfile;
 pub use junk::JunkDetector;
+use prepared::Value;
+pub use prepared::{PrepareRules, Prepared, Preparer};
 
 /// Now, in microseconds since the Unix epoch.
 pub(crate) fn now_micros() -> i64 {
@@ -178,16 +181,14 @@ pub struct IdentityGraph {
     junk_log: Vec<(u8, String, JunkReason)>,
     refused: HashMap<u32, u32>,
     stats: GraphStats,
-    /// Per value: records that carried it, first and last seen.
-    node_records: Vec<u32>,
-    node_first: Vec<i64>,
-    node_last: Vec<i64>,
+    /// Per value: records that carried it, first and last seen (one
+    /// entry, so that counting a record touches one cache line).
+    node_seen: Vec<NodeSeen>,
     /// Per profile id (live or retired): records per source (stride
     /// `sources`), first and last seen. A merge moves them to the survivor.
     sources: usize,
     prof_records: Vec<u64>,
-    prof_first: Vec<i64>,
-    prof_last: Vec<i64>,
+    prof_span: Vec<Span>,
     /// What changed since the last [`IdentityGraph::take_delta`].
     mark: Mark,
 }
@@ -196,6 +197,45 @@ pub struct IdentityGraph {
 const NO_FIRST: i64 = i64::MAX;
 /// "No time": the last-seen counterpart.
 const NO_LAST: i64 = i64::MIN;
+
+/// When something was first and last seen ([`NO_FIRST`] / [`NO_LAST`]
+/// while never with a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    first: i64,
+    last: i64,
+}
+
+impl Span {
+    const NONE: Span = Span {
+        first: NO_FIRST,
+        last: NO_LAST,
+    };
+
+    fn add(&mut self, t: i64) {
+        self.first = self.first.min(t);
+        self.last = self.last.max(t);
+    }
+
+    fn absorb(&mut self, other: Span) {
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+    }
+}
+
+/// A value's counters: the records that carried it and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NodeSeen {
+    records: u32,
+    span: Span,
+}
+
+impl NodeSeen {
+    const NEVER: NodeSeen = NodeSeen {
+        records: 0,
+        span: Span::NONE,
+    };
+}
 
 /// A `(kind, value)` key looked up in a map keyed by `(u8, String)`
 /// without allocating a `String`: it hashes as the tuple does (the kind,
@@ -257,13 +297,10 @@ impl IdentityGraph {
             junk_log: Vec::new(),
             refused: HashMap::new(),
             stats: GraphStats::default(),
-            node_records: Vec::new(),
-            node_first: Vec::new(),
-            node_last: Vec::new(),
+            node_seen: Vec::new(),
             sources: sources.max(1),
             prof_records: Vec::new(),
-            prof_first: Vec::new(),
-            prof_last: Vec::new(),
+            prof_span: Vec::new(),
             mark: Mark::default(),
         }
     }
@@ -333,7 +370,11 @@ impl IdentityGraph {
     }
 
     fn lookup(&self, kind: u8, v: &str) -> Option<u32> {
-        let h = self.hash(kind, v);
+        self.lookup_hashed(kind, v, self.hash(kind, v))
+    }
+
+    /// [`Self::lookup`] with the value's hash already known ([`Prepared`]).
+    fn lookup_hashed(&self, kind: u8, v: &str, h: u32) -> Option<u32> {
         self.index
             .find(slot_hash(h), |&e| {
                 let n = entry_node(e);
@@ -342,7 +383,7 @@ impl IdentityGraph {
             .map(|&e| entry_node(e))
     }
 
-    fn insert(&mut self, kind: u8, v: &str) -> u32 {
+    fn insert_hashed(&mut self, kind: u8, v: &str, h: u32) -> u32 {
         let node = self.parent.len() as u32;
         let start = self.arena.len() as u32;
         self.arena.push_str(v);
@@ -356,14 +397,11 @@ impl IdentityGraph {
         self.strong.push(0);
         self.counts
             .extend(std::iter::repeat_n(0, self.config.kinds.len()));
-        self.node_records.push(0);
-        self.node_first.push(NO_FIRST);
-        self.node_last.push(NO_LAST);
+        self.node_seen.push(NodeSeen::NEVER);
         if v.is_empty() {
             // An erased value (replayed from a log): never looked up.
             return node;
         }
-        let h = self.hash(kind, v);
         self.index
             .insert_unique(slot_hash(h), (u64::from(h) << 32) | u64::from(node), |&e| {
                 slot_hash(entry_hash(e))
@@ -398,24 +436,13 @@ impl IdentityGraph {
     /// Normalises a record's raw identifiers (kind index, raw text) into
     /// usable values, highest priority first, without duplicates.
     pub fn normalize(&self, raw: &[(usize, &str)]) -> Vec<(u8, String)> {
-        let mut out: Vec<(u8, String)> = Vec::with_capacity(raw.len());
-        for (k, v) in raw {
-            let Some(spec) = self.config.kinds.get(*k) else {
-                continue;
-            };
-            let Ok(k8) = u8::try_from(*k) else { continue };
-            let Some(norm) = spec.normalizer.apply(v, self.config.region) else {
-                continue;
-            };
-            if self.junk.contains_key(&KindValue(k8, &norm)) {
-                continue;
-            }
-            if !out.iter().any(|(ok, ov)| *ok == k8 && *ov == norm) {
-                out.push((k8, norm));
-            }
-        }
-        out.sort_by_key(|(k, _)| *k);
-        out
+        let mut p = Prepared::default();
+        self.preparer().push(raw, None, &mut p);
+        let (values, _, _) = p.record(0);
+        values
+            .iter()
+            .map(|v| (v.kind, p.text(v).to_string()))
+            .collect()
     }
 
     /// The current profile of a record with these raw identifiers, without
@@ -444,62 +471,73 @@ impl IdentityGraph {
         source: usize,
         time: Option<i64>,
     ) -> Option<ProfileId> {
+        let mut p = Prepared::default();
+        self.preparer().push(raw, time, &mut p);
+        self.add_prepared(&p, 0, source)
+    }
+
+    /// Adds record `i` of `batch` ([`Preparer::push`]) as a record of
+    /// source `source`; returns its profile (`None` without any usable
+    /// identifier). Records must be added in the order they were prepared
+    /// in for the result to be that of [`Self::add_record`].
+    pub fn add_prepared(&mut self, batch: &Prepared, i: usize, source: usize) -> Option<ProfileId> {
+        let (values, unusable, time) = batch.record(i);
         let seq = self.stats.records;
         self.stats.records += 1;
-        let ids = self.normalize(raw);
-        self.stats.values_unusable += raw
-            .iter()
-            .filter(|(_, v)| !v.trim().is_empty())
-            .count()
-            .saturating_sub(ids.len()) as u64;
-        let Some(((ak, av), rest)) = ids.split_first() else {
+        self.stats.values_unusable += u64::from(unusable);
+        // Values marked junk since the batch was prepared are dropped now.
+        let late: Vec<Value>;
+        let values = if batch.junk_seen() == self.junk_log.len() {
+            values
+        } else {
+            late = values
+                .iter()
+                .filter(|v| !self.junk.contains_key(&KindValue(v.kind, batch.text(v))))
+                .copied()
+                .collect();
+            self.stats.values_unusable += (values.len() - late.len()) as u64;
+            &late
+        };
+        let Some((a, rest)) = values.split_first() else {
             self.stats.records_without_identifier += 1;
             return None;
         };
-        let anchor_node = match self.lookup(*ak, av) {
+        let av = batch.text(a);
+        let anchor_node = match self.lookup_hashed(a.kind, av, a.hash) {
             Some(n) => n,
-            None => self.new_profile(*ak, av),
+            None => self.new_profile(a.kind, av, a.hash),
         };
+        self.seen(anchor_node, time);
         let mut anchor = self.find(anchor_node);
-        let mut touched: Vec<u32> = Vec::with_capacity(ids.len());
-        touched.push(anchor_node);
-        for (k, v) in rest {
-            match self.lookup(*k, v) {
+        for val in rest {
+            let (k, v) = (val.kind, batch.text(val));
+            let node = match self.lookup_hashed(k, v, val.hash) {
                 Some(n) => {
-                    touched.push(n);
                     let r = self.find(n);
                     if r != anchor {
-                        match self.check(anchor, r, *k) {
-                            Ok(()) => anchor = self.union(anchor, r, *k, v, seq),
+                        match self.check(anchor, r, k) {
+                            Ok(()) => anchor = self.union(anchor, r, k, v, seq),
                             Err(()) => self.refuse(n, anchor),
                         }
                     }
+                    n
                 }
                 None => {
-                    let kind = usize::from(*k);
+                    let kind = usize::from(k);
                     let within = self.config.kinds[kind]
                         .limit
                         .is_none_or(|l| self.count(anchor, kind) < l);
-                    let node = if within {
-                        let node = self.insert(*k, v);
+                    if within {
+                        let node = self.insert_hashed(k, v, val.hash);
                         self.attach(node, anchor);
                         node
                     } else {
                         self.stats.links_dropped_limit += 1;
-                        self.new_profile(*k, v)
-                    };
-                    touched.push(node);
+                        self.new_profile(k, v, val.hash)
+                    }
                 }
-            }
-        }
-        for n in touched {
-            let i = n as usize;
-            self.node_records[i] = self.node_records[i].saturating_add(1);
-            if let Some(t) = time {
-                self.node_first[i] = self.node_first[i].min(t);
-                self.node_last[i] = self.node_last[i].max(t);
-            }
-            self.mark.node(n);
+            };
+            self.seen(node, time);
         }
         let p = self.profile[anchor as usize];
         let pi = p as usize;
@@ -510,21 +548,29 @@ impl IdentityGraph {
             *c += 1;
         }
         if let Some(t) = time {
-            self.prof_first[pi] = self.prof_first[pi].min(t);
-            self.prof_last[pi] = self.prof_last[pi].max(t);
+            self.prof_span[pi].add(t);
         }
         self.mark.profile(p);
         Some(p)
     }
 
-    fn new_profile(&mut self, kind: u8, v: &str) -> u32 {
-        let node = self.insert(kind, v);
+    /// Counts a record carrying value `n`, seen at `time`.
+    fn seen(&mut self, n: u32, time: Option<i64>) {
+        let s = &mut self.node_seen[n as usize];
+        s.records = s.records.saturating_add(1);
+        if let Some(t) = time {
+            s.span.add(t);
+        }
+        self.mark.node(n);
+    }
+
+    fn new_profile(&mut self, kind: u8, v: &str, h: u32) -> u32 {
+        let node = self.insert_hashed(kind, v, h);
         let id = self.roots.len() as ProfileId;
         self.roots.push(node);
         self.prof_records
             .extend(std::iter::repeat_n(0, self.sources));
-        self.prof_first.push(NO_FIRST);
-        self.prof_last.push(NO_LAST);
+        self.prof_span.push(Span::NONE);
         self.profile[node as usize] = id;
         self.born[node as usize] = id;
         self.tally(node, node);
@@ -634,17 +680,15 @@ impl IdentityGraph {
     /// A merge moves the merged profile's counters to the survivor.
     fn move_profile_stats(&mut self, merged: ProfileId, survivor: ProfileId) {
         let (m, s, n) = (merged as usize, survivor as usize, self.sources);
-        if m >= self.prof_first.len() || s >= self.prof_first.len() {
+        if m >= self.prof_span.len() || s >= self.prof_span.len() {
             return;
         }
         for i in 0..n {
             let moved = std::mem::take(&mut self.prof_records[m * n + i]);
             self.prof_records[s * n + i] += moved;
         }
-        self.prof_first[s] = self.prof_first[s].min(self.prof_first[m]);
-        self.prof_last[s] = self.prof_last[s].max(self.prof_last[m]);
-        self.prof_first[m] = NO_FIRST;
-        self.prof_last[m] = NO_LAST;
+        let moved = std::mem::replace(&mut self.prof_span[m], Span::NONE);
+        self.prof_span[s].absorb(moved);
         self.mark.profile(survivor);
     }
 
@@ -697,9 +741,9 @@ impl IdentityGraph {
                 kind: usize::from(self.kinds[n]),
                 value: self.value(n as u32),
                 profile: self.profile[self.find_const(n as u32) as usize],
-                records: u64::from(self.node_records[n]),
-                first_seen: seen(self.node_first[n], NO_FIRST),
-                last_seen: seen(self.node_last[n], NO_LAST),
+                records: u64::from(self.node_seen[n].records),
+                first_seen: seen(self.node_seen[n].span.first, NO_FIRST),
+                last_seen: seen(self.node_seen[n].span.last, NO_LAST),
             })
     }
 
@@ -771,8 +815,8 @@ impl IdentityGraph {
     pub fn profile_seen(&self, p: ProfileId) -> (Option<i64>, Option<i64>) {
         let i = usize::try_from(p).unwrap_or(usize::MAX);
         (
-            self.prof_first.get(i).and_then(|t| seen(*t, NO_FIRST)),
-            self.prof_last.get(i).and_then(|t| seen(*t, NO_LAST)),
+            self.prof_span.get(i).and_then(|s| seen(s.first, NO_FIRST)),
+            self.prof_span.get(i).and_then(|s| seen(s.last, NO_LAST)),
         )
     }
 
@@ -995,25 +1039,8 @@ mod tests {
             cfg.max_links = Some(3);
             let mut g = IdentityGraph::new(cfg.clone(), 3);
             let mut deltas = Vec::new();
-            for _ in 0..400 {
-                let mut raw: Vec<(usize, String)> = Vec::new();
-                for k in [C, E, P, D] {
-                    if rng.random_bool(0.5) {
-                        let v = rng.random_range(0..60u32);
-                        raw.push(match k {
-                            C => (k, format!("{v}")),
-                            E => (k, format!("p{v}@x.fr")),
-                            P => (k, format!("06123450{v:02}")),
-                            _ => (k, format!("dev{v}")),
-                        });
-                    }
-                }
-                let borrowed: Vec<(usize, &str)> =
-                    raw.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                let time = rng
-                    .random_bool(0.8)
-                    .then(|| rng.random_range(0..1_000_000i64));
-                g.add_record(&borrowed, rng.random_range(0..3usize), time);
+            for (raw, source, time) in random_records(&mut rng, 400) {
+                g.add_record(&borrow(&raw), source, time);
                 if rng.random_bool(0.05) {
                     deltas.push(g.take_delta());
                 }
@@ -1034,5 +1061,89 @@ mod tests {
             }
             assert_eq!(state(&g), state(&from_snapshot), "seed {seed}: snapshot");
         }
+    }
+
+    type RandomRecord = (Vec<(usize, String)>, usize, Option<i64>);
+
+    /// Records over 60 values per kind, each kind present half the time.
+    fn random_records(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<RandomRecord> {
+        use rand::Rng;
+        (0..n)
+            .map(|_| {
+                let mut raw: Vec<(usize, String)> = Vec::new();
+                for k in [C, E, P, D] {
+                    if rng.random_bool(0.5) {
+                        let v = rng.random_range(0..60u32);
+                        raw.push(match k {
+                            C => (k, format!("{v}")),
+                            E => (k, format!("p{v}@x.fr")),
+                            P => (k, format!("06123450{v:02}")),
+                            _ => (k, format!("dev{v}")),
+                        });
+                    }
+                }
+                let time = rng
+                    .random_bool(0.8)
+                    .then(|| rng.random_range(0..1_000_000i64));
+                (raw, rng.random_range(0..3usize), time)
+            })
+            .collect()
+    }
+
+    fn borrow(raw: &[(usize, String)]) -> Vec<(usize, &str)> {
+        raw.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    /// A graph's state without the wall-clock time of its merges.
+    fn without_merge_times(state: &str) -> String {
+        let mut parts = state.split("at: ");
+        let mut out = parts.next().unwrap_or_default().to_string();
+        for p in parts {
+            out.push_str(p.trim_start_matches(|c: char| c.is_ascii_digit()));
+        }
+        out
+    }
+
+    #[test]
+    fn records_prepared_ahead_resolve_as_one_by_one() {
+        use rand::SeedableRng;
+        let mut late_junk = 0;
+        for seed in 0..20u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut cfg = config(seed % 2 == 0);
+            cfg.max_links = Some(1);
+            let records = random_records(&mut rng, 400);
+            let mut one_by_one = IdentityGraph::new(cfg.clone(), 3);
+            for (raw, source, time) in &records {
+                one_by_one.add_record(&borrow(raw), *source, *time);
+            }
+            // Every batch prepared before any is resolved, as a reader
+            // thread running ahead would: junk found while resolving is
+            // unknown to the later batches' preparation.
+            let mut ahead = IdentityGraph::new(cfg.clone(), 3);
+            let rules = ahead.prepare_rules();
+            let batches: Vec<(Prepared, Vec<usize>)> = records
+                .chunks(50)
+                .map(|chunk| {
+                    let mut p = Prepared::default();
+                    for (raw, _, time) in chunk {
+                        rules.preparer().push(&borrow(raw), *time, &mut p);
+                    }
+                    (p, chunk.iter().map(|r| r.1).collect())
+                })
+                .collect();
+            for (p, sources) in &batches {
+                for (i, source) in sources.iter().enumerate() {
+                    ahead.add_prepared(p, i, *source);
+                }
+            }
+            assert_eq!(
+                without_merge_times(&state(&one_by_one)),
+                without_merge_times(&state(&ahead)),
+                "seed {seed}"
+            );
+            late_junk += ahead.junk().len() - cfg.blocklist.len();
+        }
+        assert!(late_junk > 0, "no value became junk during resolution");
     }
 }

@@ -1,7 +1,7 @@
 //! What changed in a graph, to be logged and replayed: [`GraphDelta`],
 //! [`IdentityGraph::take_delta`] and [`IdentityGraph::apply_delta`].
 
-use super::{GraphStats, IdentityGraph, JunkReason, Merge, ProfileId, now_micros};
+use super::{GraphStats, IdentityGraph, JunkReason, Merge, NodeSeen, ProfileId, Span, now_micros};
 
 /// Where the last delta ended, and what changed in place since.
 #[derive(Debug, Clone, Default)]
@@ -203,19 +203,20 @@ impl IdentityGraph {
             if usize::from(*k) >= self.config.kinds.len() {
                 return Err(format!("a value of unknown kind {k}"));
             }
-            if self.lookup(*k, v).is_some() {
+            let h = self.hash(*k, v);
+            if self.lookup_hashed(*k, v, h).is_some() {
                 return Err(format!("the value {v:?} is logged twice"));
             }
             let next = self.roots.len() as ProfileId;
             if *p == next {
-                self.new_profile(*k, v);
+                self.new_profile(*k, v, h);
             } else {
                 let root = usize::try_from(*p)
                     .ok()
                     .and_then(|i| self.roots.get(i).copied())
                     .ok_or_else(|| format!("the value {v:?} joins unknown profile {p}"))?;
                 let root = self.find(root);
-                let node = self.insert(*k, v);
+                let node = self.insert_hashed(*k, v, h);
                 self.attach(node, root);
             }
         }
@@ -249,21 +250,27 @@ impl IdentityGraph {
             if i >= self.parent.len() {
                 return Err(format!("counters of unknown value {n}"));
             }
-            self.node_records[i] = *records;
-            self.node_first[i] = *first;
-            self.node_last[i] = *last;
+            self.node_seen[i] = NodeSeen {
+                records: *records,
+                span: Span {
+                    first: *first,
+                    last: *last,
+                },
+            };
             if *refused > 0 {
                 self.refused.insert(*n, *refused);
             }
         }
         for (p, records, first, last) in &d.profile_stats {
             let i = usize::try_from(*p).unwrap_or(usize::MAX);
-            if i >= self.prof_first.len() || records.len() != self.sources {
+            if i >= self.prof_span.len() || records.len() != self.sources {
                 return Err(format!("counters of unknown profile {p}"));
             }
             self.prof_records[i * self.sources..(i + 1) * self.sources].copy_from_slice(records);
-            self.prof_first[i] = *first;
-            self.prof_last[i] = *last;
+            self.prof_span[i] = Span {
+                first: *first,
+                last: *last,
+            };
         }
         if let Some(s) = &d.stats {
             self.stats = s.clone();
@@ -288,9 +295,9 @@ impl IdentityGraph {
         let i = n as usize;
         (
             n,
-            self.node_records[i],
-            self.node_first[i],
-            self.node_last[i],
+            self.node_seen[i].records,
+            self.node_seen[i].span.first,
+            self.node_seen[i].span.last,
             self.refused.get(&n).copied().unwrap_or(0),
         )
     }
@@ -302,8 +309,8 @@ impl IdentityGraph {
         (
             p,
             self.prof_records[i * n..(i + 1) * n].to_vec(),
-            self.prof_first[i],
-            self.prof_last[i],
+            self.prof_span[i].first,
+            self.prof_span[i].last,
         )
     }
 

@@ -11,7 +11,7 @@
 //! ([`IdentityGraph::full_delta`]) writes erased values as empty strings,
 //! which no normaliser ever produces.
 
-use super::{IdentityGraph, NO_FIRST, NO_LAST, ProfileId, entry_node, slot_hash};
+use super::{IdentityGraph, NodeSeen, ProfileId, Span, entry_node, slot_hash};
 
 /// What erasing a profile took away.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,10 +96,8 @@ impl IdentityGraph {
                 .replace_range(start..end, &"\0".repeat(end - start));
             self.spans[n as usize] = (start as u32, 0);
             let i = n as usize;
-            records.push(self.node_records[i]);
-            self.node_records[i] = 0;
-            self.node_first[i] = NO_FIRST;
-            self.node_last[i] = NO_LAST;
+            records.push(self.node_seen[i].records);
+            self.node_seen[i] = NodeSeen::NEVER;
             self.refused.remove(&n);
             values.push((usize::from(kind), value));
         }
@@ -109,11 +107,8 @@ impl IdentityGraph {
             if let Some(r) = self.prof_records.get_mut(i * s..(i + 1) * s) {
                 r.fill(0);
             }
-            if let Some(t) = self.prof_first.get_mut(i) {
-                *t = NO_FIRST;
-            }
-            if let Some(t) = self.prof_last.get_mut(i) {
-                *t = NO_LAST;
+            if let Some(t) = self.prof_span.get_mut(i) {
+                *t = Span::NONE;
             }
         }
         for m in &mut self.merges {

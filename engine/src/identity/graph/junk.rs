@@ -3,7 +3,7 @@
 
 use hashbrown::hash_map::HashMap;
 
-use super::{IdentityGraph, JunkReason};
+use super::{IdentityGraph, JunkReason, KindValue, Prepared};
 
 /// Counts the distinct strong values each strong value appears with.
 #[derive(Debug, Default)]
@@ -12,26 +12,34 @@ pub struct JunkDetector {
     pairs: Vec<(u32, u32)>,
     /// Deduplicate the pairs when there are this many.
     compact_at: usize,
+    /// The record being observed, prepared, and its values' numbers
+    /// (kept to reuse their buffers).
+    scratch: Prepared,
+    vals: Vec<u32>,
 }
 
 impl JunkDetector {
     /// Takes one record into account.
     pub fn observe(&mut self, graph: &IdentityGraph, raw: &[(usize, &str)]) {
-        let strong: Vec<(usize, &str)> = raw
-            .iter()
-            .filter(|(k, _)| graph.config.kinds.get(*k).is_some_and(|s| s.strong))
-            .copied()
-            .collect();
-        let vals: Vec<u32> = graph
-            .normalize(&strong)
-            .into_iter()
-            .map(|key| {
-                let n = self.ids.len() as u32;
-                *self.ids.entry(key).or_insert(n)
-            })
-            .collect();
-        for (i, a) in vals.iter().enumerate() {
-            for b in &vals[i + 1..] {
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        graph.preparer().strong_only().push(raw, None, scratch);
+        let (values, _, _) = scratch.record(0);
+        self.vals.clear();
+        for v in values {
+            let text = scratch.text(v);
+            let n = match self.ids.get(&KindValue(v.kind, text)) {
+                Some(n) => *n,
+                None => {
+                    let n = self.ids.len() as u32;
+                    self.ids.insert((v.kind, text.to_string()), n);
+                    n
+                }
+            };
+            self.vals.push(n);
+        }
+        for (i, a) in self.vals.iter().enumerate() {
+            for b in &self.vals[i + 1..] {
                 self.pairs.push((*a, *b));
                 self.pairs.push((*b, *a));
             }
