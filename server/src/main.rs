@@ -9,6 +9,14 @@ use clap::{Parser, Subcommand};
 use tessera_engine::{Database, EngineOptions};
 use tessera_server::{bench, demo, export, keys, print, serve, shell};
 
+/// The binary's allocator. A full UNIFY allocates and frees millions of
+/// small buffers and a few very large ones; glibc's malloc hands the large
+/// ones back to the kernel and faults fresh zeroed pages in for the next,
+/// which cost a sixth of UNIFY's time at 1 000 000 persons
+/// (`docs/benchmarks.md`). An embedding application keeps its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tessera: an embedded analytical database for customer data.
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about)]
