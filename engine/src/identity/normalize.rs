@@ -99,20 +99,13 @@ fn email_into(raw: &str, out: &mut String) -> bool {
             None => false,
         };
     }
-    let b = t.as_bytes();
-    let Some(at) = b.iter().position(|&c| c == b'@') else {
+    // Lower-casing ASCII changes no '@', '.' or whitespace: the raw text
+    // is checked as its lower-cased form would be.
+    let Some(at) = well_formed(t) else {
         return false;
     };
+    let b = t.as_bytes();
     let (local, domain) = (&b[..at], &b[at + 1..]);
-    if local.is_empty()
-        || domain.contains(&b'@')
-        || !domain.contains(&b'.')
-        || domain.first() == Some(&b'.')
-        || domain.last() == Some(&b'.')
-        || b.iter().any(|&c| char::from(c).is_whitespace())
-    {
-        return false;
-    }
     let start = out.len();
     if domain.eq_ignore_ascii_case(b"gmail.com") || domain.eq_ignore_ascii_case(b"googlemail.com") {
         for &c in local.iter().take_while(|&&c| c != b'+') {
@@ -131,20 +124,27 @@ fn email_into(raw: &str, out: &mut String) -> bool {
     true
 }
 
-/// [`email`] for an address with non-ASCII characters (lower-casing may
-/// change their length).
-fn email_unicode(t: &str) -> Option<String> {
-    let s = t.to_lowercase();
-    let (local, domain) = s.split_once('@')?;
-    if local.is_empty()
+/// Where the `@` of an address is, if it has the shape of one: a
+/// non-empty local part, one `@`, a domain with a dot inside, no
+/// whitespace.
+fn well_formed(s: &str) -> Option<usize> {
+    let at = s.find('@')?;
+    let (local, domain) = (&s[..at], &s[at + 1..]);
+    let bad = local.is_empty()
         || domain.contains('@')
         || !domain.contains('.')
         || domain.starts_with('.')
         || domain.ends_with('.')
-        || s.chars().any(char::is_whitespace)
-    {
-        return None;
-    }
+        || s.chars().any(char::is_whitespace);
+    (!bad).then_some(at)
+}
+
+/// [`email`] for an address with non-ASCII characters (lower-casing may
+/// change their length).
+fn email_unicode(t: &str) -> Option<String> {
+    let s = t.to_lowercase();
+    let at = well_formed(&s)?;
+    let (local, domain) = (&s[..at], &s[at + 1..]);
     if domain == "gmail.com" || domain == "googlemail.com" {
         let base = local.split('+').next().unwrap_or(local).replace('.', "");
         if base.is_empty() {

@@ -21,8 +21,10 @@ use crate::identity::normalize::Region;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Value {
     pub(super) kind: u8,
-    start: u32,
-    len: u32,
+    /// Offsets in the batch's text, which may pass 4 GiB when values are
+    /// huge: kept as `usize`.
+    start: usize,
+    len: usize,
     pub(super) hash: u32,
 }
 
@@ -72,7 +74,7 @@ impl Prepared {
 
     /// A value's normalised text.
     pub(super) fn text(&self, v: &Value) -> &str {
-        &self.text[v.start as usize..(v.start + v.len) as usize]
+        &self.text[v.start..v.start + v.len]
     }
 
     /// Whether a value that was not junk when this was prepared may be now.
@@ -160,8 +162,8 @@ impl Preparer<'_> {
             let hash = self.hasher.hash_one((kind, norm)) as u32;
             out.values.push(Value {
                 kind,
-                start: start as u32,
-                len: norm.len() as u32,
+                start,
+                len: norm.len(),
                 hash,
             });
         }
